@@ -1,0 +1,186 @@
+"""The public `Engine`: a thin, typed layer over the Rust core (`nba_fast._core`).
+
+It normalises arguments (catalog forms, `now`, propensity forms), hands Arrow objects to Rust
+through the PyCapsule interface and returns pyarrow tables. It never loops over rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from nba_fast import _core
+from nba_fast._core import ConfigError, SchemaError
+from nba_fast.config import catalog_to_arrow, load_catalog, to_epoch_micros
+
+__all__ = ["DecisionResult", "Engine"]
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """What a run decided.
+
+    Attributes:
+        decisions: one row per accepted (customer, action), ordered by customer then rank.
+        funnel: (stage, action_id, count) rows: what each stage kept and why the rest dropped.
+    """
+
+    decisions: pa.Table
+    funnel: pa.Table
+
+
+def _arrow(obj: Any, name: str) -> Any:
+    """Returns `obj` as something the Rust side reads through the Arrow PyCapsule interface."""
+    if hasattr(obj, "__arrow_c_stream__") or hasattr(obj, "__arrow_c_array__"):
+        return obj
+    for method in ("to_arrow", "arrow"):  # older duckdb relations, pandas-like wrappers
+        convert = getattr(obj, method, None)
+        if callable(convert):
+            return convert()
+    if type(obj).__name__ == "DataFrame" and hasattr(obj, "columns"):  # pandas
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    raise SchemaError(
+        f"{name}: expected an Arrow table, record batch or stream "
+        f"(pyarrow, polars, duckdb, …), got {type(obj).__name__}"
+    )
+
+
+class Engine:
+    """The next-best-action engine: a catalog compiled once, then `decide` per run.
+
+    Args:
+        catalog: a TOML file path, an Arrow table with the action fields, or a list of dicts.
+        policies: contact policies (not implemented yet: must be empty).
+        caps: volume caps (not implemented yet: must be empty).
+        max_per_customer: actions selected per customer (rank <= this).
+        threads: worker threads (default: ``NBA_FAST_THREADS`` or the number of cores).
+        batch_rows: largest slice of customers decided as one task (a tuning knob; the output
+            does not depend on it).
+
+    Example:
+        >>> import pyarrow as pa
+        >>> import nba_fast as nba
+        >>> engine = nba.Engine([
+        ...     {"id": "gold", "issue": "Sales", "group": "Cards", "channel": "email",
+        ...      "value": 2.0, "eligibility": "age >= 18"},
+        ...     {"id": "loan", "issue": "Sales", "group": "Loans", "channel": "email"},
+        ... ])
+        >>> customers = pa.table({"customer_id": [1, 2], "age": [30, 16],
+        ...                       "email": ["a@x.com", "b@x.com"]})
+        >>> result = engine.decide(customers, propensities=pa.table({
+        ...     "customer_id": [1, 1, 2], "action_id": ["gold", "loan", "loan"],
+        ...     "propensity": [0.1, 0.15, 0.3]}))
+        >>> result.decisions.column("action_id").to_pylist()
+        ['gold', 'loan']
+        >>> result.decisions.column("priority").to_pylist()
+        [0.2, 0.3]
+    """
+
+    def __init__(
+        self,
+        catalog: str | os.PathLike[str] | pa.Table | Sequence[Mapping[str, Any]] | None,
+        *,
+        policies: Sequence[Mapping[str, Any]] | None = None,
+        caps: Sequence[Mapping[str, Any]] | None = None,
+        max_per_customer: int = 1,
+        threads: int | None = None,
+        batch_rows: int = 32_768,
+    ) -> None:
+        if policies:
+            raise ConfigError("policies: contact policies are not implemented yet (issue #3)")
+        if caps:
+            raise ConfigError("caps: volume caps are not implemented yet (issue #4)")
+        for name, value in (("max_per_customer", max_per_customer), ("batch_rows", batch_rows)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
+        self.actions = load_catalog(catalog) if catalog is not None else []
+        self.max_per_customer = max_per_customer
+        self._engine = _core.Engine(
+            catalog_to_arrow(self.actions),
+            max_per_customer=max_per_customer,
+            batch_rows=batch_rows,
+            threads=threads,
+        )
+
+    def decide(
+        self,
+        customers: Any,
+        *,
+        propensities: Any = None,
+        history: Any = None,
+        do_not_contact: Any = None,
+        now: datetime | None = None,
+    ) -> DecisionResult:
+        """Decides the next-best action(s) for every customer.
+
+        Args:
+            customers: one row per customer (any Arrow table or stream): ``customer_id`` plus
+                the columns the rules and channels need.
+            propensities: a long table (``customer_id``, ``action_id``, ``propensity``) or a
+                2-D array (customers x actions, catalog order); ``None`` uses default
+                propensities.
+            history: interaction history (used by contact policies; ignored until they exist).
+            do_not_contact: ``channel`` with ``customer_id`` and/or ``address``.
+            now: the decision time (naive = UTC); default: the current time.
+
+        Returns:
+            The decisions and the funnel.
+        """
+        del history  # read by contact policies, which are not implemented yet
+        if not self.actions:
+            raise ConfigError("decide needs a catalog with at least one action")
+        table: Any = None
+        matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None
+        if isinstance(propensities, np.ndarray):
+            if propensities.ndim != 2:
+                raise SchemaError(
+                    f"propensities: a propensity array must be 2-D, got {propensities.ndim}-D"
+                )
+            if not np.issubdtype(propensities.dtype, np.number):
+                raise SchemaError(
+                    f"propensities: array must be numeric, got dtype {propensities.dtype}"
+                )
+            matrix = np.ascontiguousarray(propensities, dtype=np.float64)
+        elif propensities is not None:
+            table = _arrow(propensities, "propensities")
+        decisions, funnel = self._engine.decide(
+            _arrow(customers, "customers"),
+            now_us=to_epoch_micros(now),
+            propensities=table,
+            propensity_matrix=matrix,
+            do_not_contact=None
+            if do_not_contact is None
+            else _arrow(do_not_contact, "do_not_contact"),
+        )
+        return DecisionResult(decisions=decisions, funnel=funnel)
+
+    def arbitrate(
+        self, candidates: Any, *, history: Any = None, now: datetime | None = None
+    ) -> DecisionResult:
+        """Ranks already-expanded candidates (Pega's shape) and selects per customer.
+
+        Args:
+            candidates: ``customer_id``, ``action_id``, ``propensity`` and optional ``value``,
+                ``context_weight``, ``lever``, ``issue``, ``group``, ``channel``, ``treatment``
+                overriding the catalog.
+            history: interaction history (used by contact policies; ignored until they exist).
+            now: the decision time (naive = UTC); default: the current time.
+
+        Returns:
+            The decisions and the funnel.
+        """
+        del history
+        decisions, funnel = self._engine.arbitrate(
+            _arrow(candidates, "candidates"), now_us=to_epoch_micros(now)
+        )
+        return DecisionResult(decisions=decisions, funnel=funnel)

@@ -1,0 +1,368 @@
+//! `arbitrate`: priority, rank and selection over already-expanded candidates (Pega's shape).
+//!
+//! Rows are grouped by customer with one hash per row, customers are put in id order, and groups
+//! are ranked in parallel chunks whose outputs concatenate in that order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, Int32Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::DataType;
+use rayon::prelude::*;
+
+use crate::catalog::{byte_order_ranks, Action};
+use crate::engine::{Decided, Engine};
+use crate::error::Result;
+use crate::funnel::{Drop, FunnelCounts};
+use crate::ids::{is_text, IdColumn, IdIndex};
+use crate::output::decisions_schema;
+use crate::pool::thread_pool;
+use crate::priority::priority;
+use crate::propensity::{action_strings, float_column};
+use crate::rank::{rank_in_place, Scored};
+use crate::{data_err, schema_err};
+
+/// The candidate table's columns, concatenated over its batches.
+struct Candidates {
+    ids: IdColumn,
+    actions: Vec<u32>,
+    propensity: PrimitiveArray<Float64Type>,
+    factors: [Option<PrimitiveArray<Float64Type>>; 3],
+    texts: [Option<StringArray>; 4],
+}
+
+const FACTORS: [&str; 3] = ["value", "context_weight", "lever"];
+const TEXTS: [&str; 4] = ["issue", "group", "channel", "treatment"];
+
+impl Engine {
+    /// Applies priority, rank and selection to candidate rows (DESIGN.md §4 `arbitrate`).
+    /// `now_us` is unused until contact policies exist; it is part of the signature already.
+    pub fn arbitrate(
+        &self,
+        schema: arrow_schema::SchemaRef,
+        batches: &[RecordBatch],
+        _now_us: i64,
+    ) -> Result<Decided> {
+        let empty = [RecordBatch::new_empty(schema)];
+        let batches = if batches.is_empty() {
+            &empty[..]
+        } else {
+            batches
+        };
+        let (candidates, action_ids) = read_candidates(batches)?;
+        let catalog_actions: Vec<Option<&Action>> = action_ids
+            .iter()
+            .map(|id| {
+                self.catalog()
+                    .index_of(id)
+                    .map(|i| &self.catalog().actions()[i as usize])
+            })
+            .collect();
+        let id_order = byte_order_ranks(action_ids.iter().map(String::as_str));
+
+        let (index, numbers) = IdIndex::build(candidates.ids.clone())?;
+        let groups = group_rows(&numbers, index.len());
+        // Customers in id order: the output order.
+        let mut customers: Vec<u32> = (0..index.len() as u32).collect();
+        let first_row = |g: u32| groups.rows[groups.starts[g as usize] as usize] as usize;
+        customers.par_sort_unstable_by(|&a, &b| {
+            candidates
+                .ids
+                .cmp_at(first_row(a), &candidates.ids, first_row(b))
+        });
+
+        let pool = thread_pool(self.options().threads)?;
+        let chunk = self.options().batch_rows.max(1);
+        let context = Context {
+            candidates: &candidates,
+            groups: &groups,
+            catalog_actions: &catalog_actions,
+            id_order: &id_order,
+            action_ids: &action_ids,
+            max_per_customer: self.options().max_per_customer,
+        };
+        let chunks: Vec<Result<Chunk>> = pool.install(|| {
+            customers
+                .par_chunks(chunk)
+                .map(|customers| context.rank_chunk(customers))
+                .collect()
+        });
+        let mut funnel = FunnelCounts::new(action_ids.len());
+        let mut parts: Vec<RecordBatch> = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let chunk = chunk?;
+            funnel.merge(&chunk.funnel);
+            parts.push(context.output(&chunk)?);
+        }
+        let schema = decisions_schema(candidates.ids.kind());
+        let decisions = arrow_select::concat::concat_batches(&schema, &parts)?;
+        let names: Vec<&str> = action_ids.iter().map(String::as_str).collect();
+        Ok(Decided {
+            decisions,
+            funnel: funnel.to_batch(&names, &id_order)?,
+        })
+    }
+}
+
+/// Row numbers grouped by customer: `rows[starts[g]..starts[g + 1]]`.
+struct Groups {
+    starts: Vec<u32>,
+    rows: Vec<u32>,
+}
+
+fn group_rows(numbers: &[u32], groups: usize) -> Groups {
+    let mut starts = vec![0u32; groups + 1];
+    for &n in numbers {
+        starts[n as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        starts[g + 1] += starts[g];
+    }
+    let mut cursor = starts.clone();
+    let mut rows = vec![0u32; numbers.len()];
+    for (row, &n) in numbers.iter().enumerate() {
+        rows[cursor[n as usize] as usize] = row as u32;
+        cursor[n as usize] += 1;
+    }
+    Groups { starts, rows }
+}
+
+/// One chunk of customers' accepted candidates: (row, action, propensity, priority, rank).
+struct Chunk {
+    selected: Vec<(u32, Scored, i32)>,
+    funnel: FunnelCounts,
+}
+
+struct Context<'a> {
+    candidates: &'a Candidates,
+    groups: &'a Groups,
+    catalog_actions: &'a [Option<&'a Action>],
+    id_order: &'a [u32],
+    action_ids: &'a [String],
+    max_per_customer: usize,
+}
+
+impl Context<'_> {
+    fn rank_chunk(&self, customers: &[u32]) -> Result<Chunk> {
+        let c = self.candidates;
+        let mut funnel = FunnelCounts::new(self.catalog_actions.len());
+        let mut selected = Vec::new();
+        let mut scored: Vec<(Scored, u32)> = Vec::new();
+        let mut ranked: Vec<Scored> = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
+        for &g in customers {
+            let g = g as usize;
+            let rows = &self.groups.rows
+                [self.groups.starts[g] as usize..self.groups.starts[g + 1] as usize];
+            // A duplicate (customer, action) pair is an error even if one of its rows would be
+            // dropped later: the input is ambiguous.
+            seen.clear();
+            seen.extend(rows.iter().map(|&row| c.actions[row as usize]));
+            seen.sort_unstable();
+            if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+                return Err(data_err!(
+                    "candidates: customer {} has action {:?} more than once",
+                    c.ids.display(rows[0] as usize),
+                    self.action_ids[w[0] as usize]
+                ));
+            }
+            scored.clear();
+            for &row in rows {
+                let row_usize = row as usize;
+                let action = c.actions[row_usize];
+                funnel.candidates[action as usize] += 1;
+                let catalog = self.catalog_actions[action as usize];
+                let propensity = if c.propensity.is_valid(row_usize) {
+                    Some(c.propensity.value(row_usize))
+                } else {
+                    catalog.and_then(|a| a.default_propensity)
+                };
+                let Some(propensity) = propensity else {
+                    funnel.drop(Drop::NoPropensity, action as usize);
+                    continue;
+                };
+                let mut factors = [1.0f64; 3];
+                for (k, factor) in factors.iter_mut().enumerate() {
+                    let from_row = c.factors[k].as_ref().filter(|col| col.is_valid(row_usize));
+                    *factor = match (from_row, catalog) {
+                        (Some(col), _) => col.value(row_usize),
+                        (None, Some(a)) => [a.value, a.context_weight, a.lever][k],
+                        (None, None) => 1.0,
+                    };
+                }
+                let value =
+                    priority(propensity, factors[0], factors[1], factors[2]).map_err(|err| {
+                        data_err!("candidates: customer {}: {err}", c.ids.display(row_usize))
+                    })?;
+                scored.push((
+                    Scored {
+                        action,
+                        tie: self.id_order[action as usize],
+                        propensity,
+                        priority: value,
+                    },
+                    row,
+                ));
+            }
+            ranked.clear();
+            ranked.extend(scored.iter().map(|(s, _)| *s));
+            let top = rank_in_place(&mut ranked, self.max_per_customer);
+            for (rank, s) in ranked[..top].iter().enumerate() {
+                funnel.top_choice[s.action as usize] += 1;
+                funnel.selected[s.action as usize] += 1;
+                let row = scored
+                    .iter()
+                    .find(|(x, _)| x.action == s.action)
+                    .map_or(rows[0], |(_, r)| *r);
+                selected.push((row, *s, rank as i32 + 1));
+            }
+        }
+        Ok(Chunk { selected, funnel })
+    }
+
+    fn output(&self, chunk: &Chunk) -> Result<RecordBatch> {
+        let c = self.candidates;
+        let n = chunk.selected.len();
+        let rows = UInt32Array::from_iter_values(chunk.selected.iter().map(|(row, _, _)| *row));
+        let ids = arrow_select::take::take(&c.ids.to_array(), &rows, None)?;
+        let mut action_col = StringBuilder::with_capacity(n, n * 8);
+        let mut texts: Vec<StringBuilder> = (0..4)
+            .map(|_| StringBuilder::with_capacity(n, n * 8))
+            .collect();
+        let mut floats: Vec<Float64Builder> =
+            (0..5).map(|_| Float64Builder::with_capacity(n)).collect();
+        let mut rank = Int32Builder::with_capacity(n);
+        for &(row, s, r) in &chunk.selected {
+            let row = row as usize;
+            let catalog = self.catalog_actions[s.action as usize];
+            action_col.append_value(&self.action_ids[s.action as usize]);
+            for (k, builder) in texts.iter_mut().enumerate() {
+                let from_row = c.texts[k]
+                    .as_ref()
+                    .filter(|col| col.is_valid(row))
+                    .map(|col| col.value(row));
+                let from_catalog = catalog.and_then(|a| match k {
+                    0 => Some(a.issue.as_str()),
+                    1 => Some(a.group.as_str()),
+                    2 => Some(a.channel.as_str()),
+                    _ => a.treatment.as_deref(),
+                });
+                builder.append_option(from_row.or(from_catalog));
+            }
+            floats[0].append_value(s.propensity);
+            for k in 0..3 {
+                let from_row = c.factors[k]
+                    .as_ref()
+                    .filter(|col| col.is_valid(row))
+                    .map(|col| col.value(row));
+                let from_catalog = catalog.map(|a| [a.value, a.context_weight, a.lever][k]);
+                floats[k + 1].append_value(from_row.or(from_catalog).unwrap_or(1.0));
+            }
+            floats[4].append_value(s.priority);
+            rank.append_value(r);
+        }
+        let mut columns: Vec<ArrayRef> = vec![ids, Arc::new(action_col.finish())];
+        columns.extend(texts.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend(floats.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.push(Arc::new(rank.finish()));
+        Ok(RecordBatch::try_new(
+            decisions_schema(c.ids.kind()),
+            columns,
+        )?)
+    }
+}
+
+/// Concatenates and validates the candidate columns; numbers the distinct action ids.
+fn read_candidates(batches: &[RecordBatch]) -> Result<(Candidates, Vec<String>)> {
+    // The batches share one schema; the caller passes at least one (possibly empty) batch.
+    let column = |name: &str| -> Result<Option<ArrayRef>> {
+        if batches
+            .first()
+            .is_none_or(|b| b.column_by_name(name).is_none())
+        {
+            return Ok(None);
+        }
+        let arrays: Vec<&dyn Array> = batches
+            .iter()
+            .filter_map(|b| b.column_by_name(name))
+            .map(|a| a.as_ref())
+            .collect();
+        Ok(Some(arrow_select::concat::concat(&arrays)?))
+    };
+    let required = |name: &str| -> Result<ArrayRef> {
+        column(name)?.ok_or_else(|| schema_err!("candidates: column {name:?} is missing"))
+    };
+    let ids = required("customer_id")?;
+    let ids = IdColumn::from_array(&ids, "candidates")?;
+    let actions_raw = required("action_id")?;
+    let action_text = action_strings(&actions_raw, "candidates")?;
+    let mut numbering: HashMap<&str, u32> = HashMap::new();
+    let mut action_ids: Vec<String> = Vec::new();
+    let mut actions = Vec::with_capacity(action_text.len());
+    for row in 0..action_text.len() {
+        if action_text.is_null(row) {
+            return Err(data_err!("candidates: action_id is null in row {row}"));
+        }
+        let id = action_text.value(row);
+        let n = *numbering.entry(id).or_insert_with(|| {
+            action_ids.push(id.to_owned());
+            (action_ids.len() - 1) as u32
+        });
+        actions.push(n);
+    }
+    let propensity_raw = required("propensity")?;
+    let propensity = float_column(&propensity_raw, "candidates", "propensity")?;
+    for row in 0..propensity.len() {
+        let p = propensity.value(row);
+        if propensity.is_valid(row) && !(0.0..=1.0).contains(&p) {
+            return Err(data_err!(
+                "candidates: propensity {p} for customer {} and action {:?} is not a probability in [0, 1]",
+                ids.display(row),
+                action_text.value(row)
+            ));
+        }
+    }
+    let mut factors: [Option<PrimitiveArray<Float64Type>>; 3] = [None, None, None];
+    for (k, name) in FACTORS.iter().enumerate() {
+        if let Some(raw) = column(name)? {
+            let values = float_column(&raw, "candidates", name)?;
+            for row in 0..values.len() {
+                let v = values.value(row);
+                if values.is_valid(row) && !(v.is_finite() && v >= 0.0) {
+                    return Err(data_err!(
+                        "candidates: {name} {v} for customer {} and action {:?} must be finite and >= 0",
+                        ids.display(row),
+                        action_text.value(row)
+                    ));
+                }
+            }
+            factors[k] = Some(values);
+        }
+    }
+    let mut texts: [Option<StringArray>; 4] = [None, None, None, None];
+    for (k, name) in TEXTS.iter().enumerate() {
+        if let Some(raw) = column(name)? {
+            if !is_text(raw.data_type()) {
+                return Err(schema_err!(
+                    "candidates: column {name:?} must be strings, got {}",
+                    raw.data_type()
+                ));
+            }
+            let cast = arrow_cast::cast(&raw, &DataType::Utf8)?;
+            texts[k] = Some(cast.as_string::<i32>().clone());
+        }
+    }
+    Ok((
+        Candidates {
+            ids,
+            actions,
+            propensity,
+            factors,
+            texts,
+        },
+        action_ids,
+    ))
+}

@@ -1,0 +1,167 @@
+//! Candidate expansion for one batch of customers: customers × actions through eligibility,
+//! contactability, propensity, priority and per-customer ranking.
+//!
+//! Rules and contactability are evaluated column-wise first (one mask per distinct rule, one
+//! reason code per channel); the loop over candidates then only reads those arrays. It
+//! allocates per batch, never per row: one scratch buffer of scored actions is reused.
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+
+use crate::catalog::Catalog;
+use crate::contact::Contactability;
+use crate::error::Result;
+use crate::funnel::{Drop, FunnelCounts};
+use crate::ids::IdColumn;
+use crate::priority::priority;
+use crate::propensity::Propensities;
+use crate::rank::{rank_in_place, Scored};
+use crate::rules::BoundRule;
+
+/// Everything that is the same for every batch of one `decide` call.
+pub(crate) struct Plan<'a> {
+    pub catalog: &'a Catalog,
+    /// Distinct rules bound to the customers' schema.
+    pub rules: Vec<BoundRule>,
+    /// Rule number of each action (`None` = always eligible).
+    pub action_rule: Vec<Option<usize>>,
+    /// Whether each action is in its active window at `now`.
+    pub active: Vec<bool>,
+    pub contact: Contactability,
+    pub propensities: Propensities<'a>,
+    pub max_per_customer: usize,
+    pub now_us: i64,
+}
+
+/// What one batch decided: the accepted candidates (batch row, action, …) and the funnel.
+pub(crate) struct BatchDecisions {
+    pub ids: IdColumn,
+    pub rows: Vec<u32>,
+    pub actions: Vec<u32>,
+    pub propensity: Vec<f64>,
+    pub priority: Vec<f64>,
+    pub rank: Vec<i32>,
+    pub funnel: FunnelCounts,
+}
+
+/// Decides one batch; `first_row` is the batch's offset in the whole input (for dense
+/// propensities and error messages).
+// One index walks several parallel per-row arrays (masks, reason codes, ids): a range loop is clearest.
+#[allow(clippy::needless_range_loop)]
+pub(crate) fn decide_batch(
+    plan: &Plan<'_>,
+    batch: &RecordBatch,
+    first_row: usize,
+) -> Result<BatchDecisions> {
+    let rows = batch.num_rows();
+    let catalog = plan.catalog;
+    let actions = catalog.len();
+    let column = batch
+        .column_by_name("customer_id")
+        .ok_or_else(|| crate::schema_err!("customers: column \"customer_id\" is missing"))?;
+    let ids = IdColumn::from_array(column, "customers")?;
+    let masks: Vec<BooleanArray> = plan
+        .rules
+        .iter()
+        .map(|rule| rule.evaluate(batch, plan.now_us))
+        .collect::<Result<_>>()?;
+    let contact = plan.contact.evaluate(batch, &ids);
+
+    let mut funnel = FunnelCounts::new(actions);
+    funnel
+        .candidates
+        .iter_mut()
+        .for_each(|count| *count = rows as u64);
+    let capacity = rows.saturating_mul(plan.max_per_customer.min(actions));
+    let mut out = BatchDecisions {
+        ids: ids.clone(),
+        rows: Vec::with_capacity(capacity),
+        actions: Vec::with_capacity(capacity),
+        propensity: Vec::with_capacity(capacity),
+        priority: Vec::with_capacity(capacity),
+        rank: Vec::with_capacity(capacity),
+        funnel: FunnelCounts::new(0),
+    };
+    let id_order = catalog.id_order();
+    let mut scored: Vec<Scored> = Vec::with_capacity(actions);
+    let mut looked_up: Vec<f64> = vec![f64::NAN; actions];
+    for row in 0..rows {
+        // NaN marks "no propensity for this pair" in the per-row lookup buffer.
+        let given: &[f64] = match &plan.propensities {
+            Propensities::Missing => &[],
+            Propensities::Dense { values, .. } => {
+                let start = (first_row + row) * actions;
+                &values[start..start + actions]
+            }
+            Propensities::Long(long) => {
+                looked_up.fill(f64::NAN);
+                for &(action, p) in long.for_customer(&ids, row) {
+                    looked_up[action as usize] = p;
+                }
+                &looked_up
+            }
+        };
+        scored.clear();
+        for (a, action) in catalog.actions().iter().enumerate() {
+            if !plan.active[a] {
+                funnel.drop(Drop::Inactive, a);
+                continue;
+            }
+            if let Some(rule) = plan.action_rule[a] {
+                let mask = &masks[rule];
+                if !(mask.is_valid(row) && mask.value(row)) {
+                    funnel.drop(Drop::Ineligible, a);
+                    continue;
+                }
+            }
+            let code = contact[plan.contact.action_channel[a]][row];
+            if code != 0 {
+                funnel.drop(drop_of_code(code), a);
+                continue;
+            }
+            let p = match given.get(a) {
+                Some(&p) if !p.is_nan() => p,
+                _ => match action.default_propensity {
+                    Some(p) => p,
+                    None => {
+                        funnel.drop(Drop::NoPropensity, a);
+                        continue;
+                    }
+                },
+            };
+            let value =
+                priority(p, action.value, action.context_weight, action.lever).map_err(|err| {
+                    crate::data_err!(
+                        "customer {} action {:?}: {err}",
+                        ids.display(row),
+                        action.id
+                    )
+                })?;
+            scored.push(Scored {
+                action: a as u32,
+                tie: id_order[a],
+                propensity: p,
+                priority: value,
+            });
+        }
+        let top = rank_in_place(&mut scored, plan.max_per_customer);
+        for (rank, s) in scored[..top].iter().enumerate() {
+            funnel.top_choice[s.action as usize] += 1;
+            funnel.selected[s.action as usize] += 1;
+            out.rows.push(row as u32);
+            out.actions.push(s.action);
+            out.propensity.push(s.propensity);
+            out.priority.push(s.priority);
+            out.rank.push(rank as i32 + 1);
+        }
+    }
+    out.funnel = funnel;
+    Ok(out)
+}
+
+fn drop_of_code(code: u8) -> Drop {
+    match code - 1 {
+        x if x == Drop::NoAddress as u8 => Drop::NoAddress,
+        x if x == Drop::OptedOut as u8 => Drop::OptedOut,
+        _ => Drop::DoNotContact,
+    }
+}

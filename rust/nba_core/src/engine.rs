@@ -1,0 +1,319 @@
+//! The engine: a catalog compiled once, then `decide` over a stream of customer batches.
+//!
+//! Batches are cut to at most `batch_rows` rows and decided in waves, one batch per task on the
+//! thread pool; results are concatenated in input order, so the output does not depend on the
+//! number of threads or on how the input was batched.
+
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{ArrowError, SchemaRef};
+use rayon::prelude::*;
+
+use crate::candidates::{decide_batch, BatchDecisions, Plan};
+use crate::catalog::{prefix_error, Catalog};
+use crate::contact::Contactability;
+use crate::error::Result;
+use crate::funnel::FunnelCounts;
+use crate::ids::{IdColumn, IdIndex, IdKind};
+use crate::output::{decisions_batch, DecisionColumns};
+use crate::pool::thread_pool;
+use crate::propensity::{LongPropensities, Propensities};
+use crate::rules::{BoundRule, Rule};
+use crate::{config_err, data_err, schema_err};
+
+/// Engine options; every one has a sensible default.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Actions accepted per customer (rank ≤ this), at least 1.
+    pub max_per_customer: usize,
+    /// Largest batch decided as one task.
+    pub batch_rows: usize,
+    /// Worker threads; `None` = `NBA_FAST_THREADS` or the number of cores.
+    pub threads: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_per_customer: 1,
+            batch_rows: 32_768,
+            threads: None,
+        }
+    }
+}
+
+/// How the caller gives propensities to `decide`.
+#[derive(Debug, Clone, Copy)]
+pub enum PropensityInput<'a> {
+    /// No propensities: default propensities only.
+    Missing,
+    /// A long table (`customer_id`, `action_id`, `propensity`).
+    Long(&'a [RecordBatch]),
+    /// A row-major (customers × actions) matrix in catalog order.
+    Dense {
+        /// The values, row-major.
+        values: &'a [f64],
+        /// Rows (customers).
+        rows: usize,
+        /// Columns (actions).
+        columns: usize,
+    },
+}
+
+/// The two tables a run produces.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// One row per accepted (customer, action), ordered by customer then rank.
+    pub decisions: RecordBatch,
+    /// (stage, action_id, count) rows.
+    pub funnel: RecordBatch,
+}
+
+/// A compiled catalog plus options.
+#[derive(Debug)]
+pub struct Engine {
+    catalog: Catalog,
+    options: EngineOptions,
+    /// Distinct rules (by source text), parsed once.
+    rules: Vec<Rule>,
+    /// Rule number per action; `None` for always-true rules.
+    action_rule: Vec<Option<usize>>,
+}
+
+impl Engine {
+    /// Validates the options and deduplicates the rules of the catalog.
+    pub fn new(catalog: Catalog, options: EngineOptions) -> Result<Self> {
+        if options.max_per_customer < 1 {
+            return Err(config_err!(
+                "max_per_customer must be at least 1, got {}",
+                options.max_per_customer
+            ));
+        }
+        if options.batch_rows < 1 {
+            return Err(config_err!("batch_rows must be at least 1"));
+        }
+        if options.threads == Some(0) {
+            return Err(config_err!("threads must be at least 1"));
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut action_rule = Vec::with_capacity(catalog.len());
+        for action in catalog.actions() {
+            let rule = &action.eligibility;
+            if rule.is_always_true() {
+                action_rule.push(None);
+                continue;
+            }
+            let number = match rules.iter().position(|r| r.source() == rule.source()) {
+                Some(n) => n,
+                None => {
+                    rules.push(rule.clone());
+                    rules.len() - 1
+                }
+            };
+            action_rule.push(Some(number));
+        }
+        Ok(Self {
+            catalog,
+            options,
+            rules,
+            action_rule,
+        })
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Decides for every customer of the stream (DESIGN.md §3).
+    pub fn decide<I>(
+        &self,
+        schema: SchemaRef,
+        customers: I,
+        propensities: PropensityInput<'_>,
+        do_not_contact: Option<&[RecordBatch]>,
+        now_us: i64,
+    ) -> Result<Decided>
+    where
+        I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+    {
+        let id_field = schema
+            .field_with_name("customer_id")
+            .map_err(|_| schema_err!("customers: column \"customer_id\" is missing"))?;
+        let id_kind = IdKind::of(id_field.data_type()).ok_or_else(|| {
+            schema_err!(
+                "customers: column \"customer_id\" must be an integer or a string, got {}",
+                id_field.data_type()
+            )
+        })?;
+        let plan = self.plan(&schema, id_kind, propensities, do_not_contact, now_us)?;
+        let pool = thread_pool(self.options.threads)?;
+        let wave_size = pool.current_num_threads() * 2;
+
+        let mut results: Vec<BatchDecisions> = Vec::new();
+        let mut wave: Vec<(RecordBatch, usize)> = Vec::with_capacity(wave_size);
+        let mut offset = 0usize;
+        let mut run_wave = |wave: &mut Vec<(RecordBatch, usize)>| -> Result<()> {
+            let decided: Vec<Result<BatchDecisions>> = pool.install(|| {
+                wave.par_iter()
+                    .map(|(batch, first_row)| decide_batch(&plan, batch, *first_row))
+                    .collect()
+            });
+            wave.clear();
+            for result in decided {
+                results.push(result?);
+            }
+            Ok(())
+        };
+        for batch in customers {
+            let batch = batch?;
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let len = self.options.batch_rows.min(batch.num_rows() - start);
+                wave.push((batch.slice(start, len), offset + start));
+                start += len;
+                if wave.len() == wave_size {
+                    run_wave(&mut wave)?;
+                }
+            }
+            offset += batch.num_rows();
+        }
+        run_wave(&mut wave)?;
+        if let Propensities::Dense { rows, .. } = plan.propensities {
+            if rows != offset {
+                return Err(data_err!(
+                    "propensities: the array has {rows} rows but there are {offset} customers"
+                ));
+            }
+        }
+        self.finish(results, id_kind)
+    }
+
+    fn plan<'a>(
+        &'a self,
+        schema: &SchemaRef,
+        id_kind: IdKind,
+        propensities: PropensityInput<'a>,
+        do_not_contact: Option<&[RecordBatch]>,
+        now_us: i64,
+    ) -> Result<Plan<'a>> {
+        let rules: Vec<BoundRule> = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(number, rule)| {
+                rule.bind(schema).map_err(|err| {
+                    let action = self
+                        .action_rule
+                        .iter()
+                        .position(|&r| r == Some(number))
+                        .map(|a| self.catalog.actions()[a].id.as_str())
+                        .unwrap_or_default();
+                    prefix_error(err, &format!("action {action:?}: eligibility "))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let contact = Contactability::prepare(&self.catalog, schema, id_kind, do_not_contact)?;
+        let propensities = match propensities {
+            PropensityInput::Missing => Propensities::Missing,
+            PropensityInput::Long(batches) => {
+                Propensities::Long(LongPropensities::build(batches, &self.catalog, id_kind)?)
+            }
+            PropensityInput::Dense {
+                values,
+                rows,
+                columns,
+            } => Propensities::dense(values, rows, columns, &self.catalog)?,
+        };
+        Ok(Plan {
+            catalog: &self.catalog,
+            rules,
+            action_rule: self.action_rule.clone(),
+            active: self
+                .catalog
+                .actions()
+                .iter()
+                .map(|a| a.is_active(now_us))
+                .collect(),
+            contact,
+            propensities,
+            max_per_customer: self.options.max_per_customer,
+            now_us,
+        })
+    }
+
+    /// Merges the batches' results: checks ids are unique, orders by customer, builds tables.
+    fn finish(&self, results: Vec<BatchDecisions>, id_kind: IdKind) -> Result<Decided> {
+        let mut funnel = FunnelCounts::new(self.catalog.len());
+        for result in &results {
+            funnel.merge(&result.funnel);
+        }
+        let id_columns: Vec<&IdColumn> = results.iter().map(|r| &r.ids).collect();
+        let sorted = strictly_increasing(&id_columns);
+        if !sorted {
+            check_unique(&id_columns, id_kind)?;
+        }
+        let mut columns = DecisionColumns::with_kind(id_kind);
+        for result in &results {
+            columns.append(result)?;
+        }
+        let decisions = decisions_batch(columns, &self.catalog, !sorted)?;
+        let ids: Vec<&str> = self
+            .catalog
+            .actions()
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect();
+        Ok(Decided {
+            decisions,
+            funnel: funnel.to_batch(&ids, self.catalog.id_order())?,
+        })
+    }
+}
+
+/// Whether the ids, read in order across the columns, are strictly increasing (hence unique
+/// and already in output order).
+fn strictly_increasing(columns: &[&IdColumn]) -> bool {
+    let mut previous: Option<(&IdColumn, usize)> = None;
+    for column in columns {
+        for row in 0..column.len() {
+            if let Some((prev, prev_row)) = previous {
+                if prev.cmp_at(prev_row, column, row) != std::cmp::Ordering::Less {
+                    return false;
+                }
+            }
+            previous = Some((column, row));
+        }
+    }
+    true
+}
+
+/// A `DataError` naming the first duplicate customer id, if any.
+fn check_unique(columns: &[&IdColumn], kind: IdKind) -> Result<()> {
+    let arrays: Vec<_> = columns.iter().map(|c| c.to_array()).collect();
+    let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    let all = if refs.is_empty() {
+        arrow_array::new_empty_array(&kind.data_type())
+    } else {
+        arrow_select::concat::concat(&refs)?
+    };
+    let all = IdColumn::from_array(&all, "customers")?;
+    let (index, numbers) = IdIndex::build(all.clone())?;
+    if index.len() == all.len() {
+        return Ok(());
+    }
+    let mut seen = vec![false; index.len()];
+    for (row, &number) in numbers.iter().enumerate() {
+        if std::mem::replace(&mut seen[number as usize], true) {
+            return Err(data_err!(
+                "customers: customer_id {} appears more than once",
+                all.display(row)
+            ));
+        }
+    }
+    Ok(())
+}

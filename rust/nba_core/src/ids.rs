@@ -1,0 +1,241 @@
+//! Customer ids: one normalised column type (int64 or utf8) and a hash index over it.
+//!
+//! Every table that names customers (customers, propensities, do-not-contact, candidates) goes
+//! through [`IdColumn::from_array`], so ids of any integer width or string layout compare alike.
+//! The index stores row numbers, not owned keys: no string is copied or re-hashed per probe
+//! beyond the one hash of the probing key.
+
+use std::cmp::Ordering;
+use std::hash::BuildHasher;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, Int64Array, StringArray};
+use arrow_cast::{cast_with_options, CastOptions};
+use arrow_schema::DataType;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+use crate::error::Result;
+use crate::{data_err, schema_err};
+
+/// The two kinds of customer id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// Signed integers of any width and unsigned up to 32 bits, held as int64.
+    Int,
+    /// Strings of any layout, held as utf8.
+    Str,
+}
+
+impl IdKind {
+    /// The kind an Arrow type normalises to, if any.
+    pub fn of(data_type: &DataType) -> Option<Self> {
+        match data_type {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Some(Self::Int),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(Self::Str),
+            DataType::Dictionary(_, value) if IdKind::of(value) == Some(Self::Str) => {
+                Some(Self::Str)
+            }
+            _ => None,
+        }
+    }
+
+    /// The normalised Arrow type.
+    pub fn data_type(self) -> DataType {
+        match self {
+            Self::Int => DataType::Int64,
+            Self::Str => DataType::Utf8,
+        }
+    }
+}
+
+/// A column of customer ids, normalised and free of nulls.
+#[derive(Debug, Clone)]
+pub enum IdColumn {
+    /// Integer ids.
+    Int(Int64Array),
+    /// String ids.
+    Str(StringArray),
+}
+
+impl IdColumn {
+    /// Normalises `array` (the `customer_id` column of `table`) and rejects nulls.
+    pub fn from_array(array: &ArrayRef, table: &str) -> Result<Self> {
+        let kind = IdKind::of(array.data_type()).ok_or_else(|| {
+            schema_err!(
+                "{table}: column \"customer_id\" must be an integer or a string, got {}",
+                array.data_type()
+            )
+        })?;
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let normalised = cast_with_options(array, &kind.data_type(), &options).map_err(|err| {
+            data_err!(
+                "{table}: column \"customer_id\" does not fit {}: {err}",
+                kind.data_type()
+            )
+        })?;
+        if normalised.null_count() > 0 {
+            let row = (0..normalised.len())
+                .find(|&i| normalised.is_null(i))
+                .unwrap_or_default();
+            return Err(data_err!("{table}: customer_id is null in row {row}"));
+        }
+        Ok(match kind {
+            IdKind::Int => Self::Int(normalised.as_primitive::<Int64Type>().clone()),
+            IdKind::Str => Self::Str(normalised.as_string::<i32>().clone()),
+        })
+    }
+
+    /// The kind of these ids.
+    pub fn kind(&self) -> IdKind {
+        match self {
+            Self::Int(_) => IdKind::Int,
+            Self::Str(_) => IdKind::Str,
+        }
+    }
+
+    /// Number of ids.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Int(a) => a.len(),
+            Self::Str(a) => a.len(),
+        }
+    }
+
+    /// True when there are no ids.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids as an Arrow array (int64 or utf8).
+    pub fn to_array(&self) -> ArrayRef {
+        match self {
+            Self::Int(a) => std::sync::Arc::new(a.clone()),
+            Self::Str(a) => std::sync::Arc::new(a.clone()),
+        }
+    }
+
+    /// The hash of id `row`; equal ids hash alike across columns of the same kind.
+    #[inline]
+    pub fn hash_at(&self, row: usize) -> u64 {
+        let state = FixedState::with_seed(0x6e62_615f_6661_7374);
+        match self {
+            Self::Int(a) => state.hash_one(a.value(row)),
+            Self::Str(a) => state.hash_one(a.value(row).as_bytes()),
+        }
+    }
+
+    /// Whether id `row` equals id `other_row` of `other` (false across kinds).
+    #[inline]
+    pub fn eq_at(&self, row: usize, other: &IdColumn, other_row: usize) -> bool {
+        match (self, other) {
+            (Self::Int(a), Self::Int(b)) => a.value(row) == b.value(other_row),
+            (Self::Str(a), Self::Str(b)) => a.value(row) == b.value(other_row),
+            _ => false,
+        }
+    }
+
+    /// Orders id `row` against id `other_row` of a column of the same kind (numeric or bytes).
+    #[inline]
+    pub fn cmp_at(&self, row: usize, other: &IdColumn, other_row: usize) -> Ordering {
+        match (self, other) {
+            (Self::Int(a), Self::Int(b)) => a.value(row).cmp(&b.value(other_row)),
+            (Self::Str(a), Self::Str(b)) => {
+                a.value(row).as_bytes().cmp(b.value(other_row).as_bytes())
+            }
+            (Self::Int(_), Self::Str(_)) => Ordering::Less,
+            (Self::Str(_), Self::Int(_)) => Ordering::Greater,
+        }
+    }
+
+    /// Id `row` as text for an error message.
+    pub fn display(&self, row: usize) -> String {
+        match self {
+            Self::Int(a) => a.value(row).to_string(),
+            Self::Str(a) => format!("{:?}", a.value(row)),
+        }
+    }
+}
+
+/// The distinct ids of one column, each numbered by first appearance.
+#[derive(Debug)]
+pub struct IdIndex {
+    keys: IdColumn,
+    /// Entries are (row of the key's first appearance in `keys`, its number).
+    table: HashTable<(u32, u32)>,
+    len: u32,
+}
+
+impl IdIndex {
+    /// Indexes `keys`; returns the index and, for each row, the number of its distinct id.
+    pub fn build(keys: IdColumn) -> Result<(Self, Vec<u32>)> {
+        let rows = keys.len();
+        if u32::try_from(rows).is_err() {
+            return Err(data_err!("more than {} ids in one table", u32::MAX));
+        }
+        let mut table: HashTable<(u32, u32)> = HashTable::with_capacity(rows);
+        let mut numbers = Vec::with_capacity(rows);
+        let mut len = 0u32;
+        for row in 0..rows {
+            let hash = keys.hash_at(row);
+            let found = table.find(hash, |&(first, _)| keys.eq_at(first as usize, &keys, row));
+            let number = match found {
+                Some(&(_, number)) => number,
+                None => {
+                    table.insert_unique(hash, (row as u32, len), |&(first, _)| {
+                        keys.hash_at(first as usize)
+                    });
+                    len += 1;
+                    len - 1
+                }
+            };
+            numbers.push(number);
+        }
+        Ok((Self { keys, table, len }, numbers))
+    }
+
+    /// The number of the id equal to `probe[row]`, if indexed.
+    #[inline]
+    pub fn find(&self, probe: &IdColumn, row: usize) -> Option<u32> {
+        let hash = probe.hash_at(row);
+        self.table
+            .find(hash, |&(first, _)| {
+                self.keys.eq_at(first as usize, probe, row)
+            })
+            .map(|&(_, number)| number)
+    }
+
+    /// Number of distinct ids.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The kind of the indexed ids.
+    pub fn kind(&self) -> IdKind {
+        self.keys.kind()
+    }
+}
+
+/// String columns of any layout, or the all-NULL `null` type.
+pub(crate) fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
+        DataType::Dictionary(_, value) => is_text(value),
+        _ => false,
+    }
+}

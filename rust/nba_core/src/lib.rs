@@ -1,0 +1,30 @@
+//! nba_core: the next-best-action decision engine over Apache Arrow record batches.
+//!
+//! Pure Rust, no Python: the binding crate `nba_py` wraps it. See `DESIGN.md` §3 and
+//! `docs/semantics.md` for the semantics every stage implements; `nba_fast.reference` states them
+//! in plain Python.
+//!
+//! The pipeline of one `decide` call, per batch of customers: eligibility rules ([`rules`]),
+//! contactability ([`contact`]), propensity lookup ([`propensity`]), priority ([`priority`]),
+//! per-customer ranking ([`rank`]); the [`funnel`] counts every drop. [`engine`] streams batches
+//! through it on a thread pool ([`pool`]) and assembles the [`output`].
+
+mod arbitrate;
+mod candidates;
+pub mod catalog;
+pub mod contact;
+pub mod engine;
+pub mod error;
+pub mod funnel;
+pub mod ids;
+mod output;
+pub mod pool;
+pub mod priority;
+pub mod propensity;
+pub mod rank;
+pub mod rules;
+
+pub use catalog::{Action, Catalog};
+pub use engine::{Decided, Engine, EngineOptions, PropensityInput};
+pub use error::{NbaError, Result};
+pub use output::decisions_schema;

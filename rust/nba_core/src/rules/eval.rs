@@ -1,0 +1,385 @@
+//! Evaluation of a bound plan over one record batch, column-wise with Arrow kernels.
+//!
+//! A node yields a whole array, or a one-row scalar when it depends on no column; the kernels
+//! take either (`Datum`), so a literal is never expanded to the batch length, and a rule made
+//! only of constants costs a handful of one-row kernel calls.
+
+use std::sync::Arc;
+
+use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_arith::numeric::{add, div, mul, neg, sub};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Datum};
+use arrow_buffer::BooleanBuffer;
+use arrow_ord::cmp;
+use arrow_schema::ArrowError;
+use arrow_select::zip::zip;
+use arrow_string::like::{like, nlike};
+
+use super::columns::MICROS_PER_DAY;
+use super::plan::{Conv, Node, Operand};
+use super::types::{ArithOp, CmpOp};
+use crate::data_err;
+use crate::error::{NbaError, Result};
+
+/// An evaluated node: a batch-length array, or a one-row array standing for every row.
+#[derive(Debug, Clone)]
+enum Value {
+    Array(ArrayRef),
+    Scalar(ArrayRef),
+}
+
+impl Value {
+    fn new(array: ArrayRef, scalar: bool) -> Self {
+        if scalar {
+            Value::Scalar(array)
+        } else {
+            Value::Array(array)
+        }
+    }
+
+    fn array(&self) -> &ArrayRef {
+        match self {
+            Value::Array(array) | Value::Scalar(array) => array,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, Value::Scalar(_))
+    }
+}
+
+impl Datum for Value {
+    fn get(&self) -> (&dyn Array, bool) {
+        (self.array().as_ref(), self.is_scalar())
+    }
+}
+
+/// Evaluates `root` (a boolean plan) over `columns`, the loaded columns of a batch of `rows`
+/// rows. `source` is the rule text, quoted in messages.
+pub(crate) fn evaluate(
+    root: &Node,
+    columns: &[ArrayRef],
+    rows: usize,
+    now_us: i64,
+    source: &str,
+) -> Result<BooleanArray> {
+    let mut evaluator = Evaluator {
+        columns,
+        rows,
+        now_us,
+        source,
+        converted: Vec::new(),
+    };
+    let value = evaluator.eval(root)?;
+    evaluator.booleans(&value, rows)
+}
+
+struct Evaluator<'a> {
+    columns: &'a [ArrayRef],
+    rows: usize,
+    now_us: i64,
+    source: &'a str,
+    /// Conversions of whole columns already made in this batch: `score > 0.5 AND score < 0.9`
+    /// canonicalises `score` once.
+    converted: Vec<(usize, Conv, Value)>,
+}
+
+impl Evaluator<'_> {
+    /// A plan that binding should have ruled out; an error rather than a panic all the same.
+    fn internal(&self, what: &str) -> NbaError {
+        NbaError::Arrow(ArrowError::ComputeError(format!(
+            "rule {:?}: internal error: {what}",
+            self.source
+        )))
+    }
+
+    fn eval(&mut self, node: &Node) -> Result<Value> {
+        Ok(match node {
+            Node::Column(slot) => Value::Array(
+                self.columns
+                    .get(*slot)
+                    .cloned()
+                    .ok_or_else(|| self.internal("column slot out of range"))?,
+            ),
+            Node::Literal(array) => Value::Scalar(Arc::clone(array)),
+            Node::Convert(conv, inner) => {
+                if let Node::Column(slot) = inner.as_ref() {
+                    let cached = self
+                        .converted
+                        .iter()
+                        .find(|(s, c, _)| s == slot && c == conv);
+                    if let Some((_, _, value)) = cached {
+                        return Ok(value.clone());
+                    }
+                    let value = self.eval(inner)?;
+                    let value = self.convert(conv, value)?;
+                    self.converted.push((*slot, conv.clone(), value.clone()));
+                    return Ok(value);
+                }
+                let value = self.eval(inner)?;
+                self.convert(conv, value)?
+            }
+            Node::Neg { operand, text } => {
+                let value = self.eval(operand)?;
+                let negated = neg(value.array().as_ref()).map_err(|e| self.arith_error(e, text))?;
+                Value::new(negated, value.is_scalar())
+            }
+            Node::Arith {
+                op,
+                left,
+                right,
+                text,
+            } => {
+                let l = self.eval(left)?;
+                let r = self.eval(right)?;
+                let scalar = l.is_scalar() && r.is_scalar();
+                let result = match op {
+                    ArithOp::Add => add(&l, &r),
+                    ArithOp::Sub => sub(&l, &r),
+                    ArithOp::Mul => mul(&l, &r),
+                    ArithOp::Div => return self.divide(&l, &r),
+                };
+                Value::new(result.map_err(|e| self.arith_error(e, text))?, scalar)
+            }
+            Node::Compare(op, left, right) => {
+                let l = self.eval(left)?;
+                let r = self.eval(right)?;
+                compare(*op, &l, &r)?
+            }
+            Node::InList {
+                expr,
+                items,
+                negated,
+            } => {
+                let x = self.eval(expr)?;
+                let mut conversions = Vec::new();
+                let mut any: Option<Value> = None;
+                for item in items {
+                    let term = self.compare_operand(CmpOp::Eq, &x, item, &mut conversions)?;
+                    any = Some(match any {
+                        None => term,
+                        Some(acc) => self.kleene(&acc, &term, or_kleene)?,
+                    });
+                }
+                let any = any.ok_or_else(|| self.internal("empty IN list"))?;
+                self.negate_if(any, *negated)?
+            }
+            Node::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let x = self.eval(expr)?;
+                let mut conversions = Vec::new();
+                let above = self.compare_operand(CmpOp::GtEq, &x, low, &mut conversions)?;
+                let below = self.compare_operand(CmpOp::LtEq, &x, high, &mut conversions)?;
+                let within = self.kleene(&above, &below, and_kleene)?;
+                self.negate_if(within, *negated)?
+            }
+            Node::And(items) => self.fold(items, and_kleene)?,
+            Node::Or(items) => self.fold(items, or_kleene)?,
+            Node::Not(inner) => {
+                let value = self.eval(inner)?;
+                self.negate_if(value, true)?
+            }
+            Node::IsNull { operand, negated } => {
+                let value = self.eval(operand)?;
+                let array = value.array().as_ref();
+                let result = if *negated {
+                    is_not_null(array)?
+                } else {
+                    is_null(array)?
+                };
+                Value::new(Arc::new(result), value.is_scalar())
+            }
+            Node::Like {
+                operand,
+                pattern,
+                negated,
+            } => {
+                let value = self.eval(operand)?;
+                let pattern = Value::Scalar(Arc::clone(pattern));
+                let result = if *negated {
+                    nlike(&value, &pattern)?
+                } else {
+                    like(&value, &pattern)?
+                };
+                Value::new(Arc::new(result), value.is_scalar())
+            }
+            Node::Coalesce(args) => self.coalesce(args)?,
+            Node::DaysSince(inner) => {
+                let value = self.eval(inner)?;
+                let micros = value
+                    .array()
+                    .as_primitive_opt::<Int64Type>()
+                    .ok_or_else(|| self.internal("days_since of a non-int64 array"))?;
+                // i128: `now - t` cannot overflow, whatever the timestamp.
+                let now = i128::from(self.now_us);
+                let days = micros.unary::<_, Float64Type>(|t| {
+                    (now - i128::from(t)) as f64 / MICROS_PER_DAY as f64
+                });
+                Value::new(Arc::new(days), value.is_scalar())
+            }
+        })
+    }
+
+    fn convert(&self, conv: &Conv, value: Value) -> Result<Value> {
+        let scalar = value.is_scalar();
+        Ok(match conv {
+            Conv::Keep => value,
+            Conv::Cast(data_type) => {
+                Value::new(arrow_cast::cast(value.array(), data_type)?, scalar)
+            }
+            Conv::Canon => {
+                let floats = value
+                    .array()
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| self.internal("canonicalising a non-float64 array"))?;
+                let canonical = floats.unary::<_, Float64Type>(|v| {
+                    // `+ 0.0` turns -0.0 into 0.0 and leaves every other number alone.
+                    if v.is_nan() {
+                        f64::NAN
+                    } else {
+                        v + 0.0
+                    }
+                });
+                Value::new(Arc::new(canonical), scalar)
+            }
+        })
+    }
+
+    /// `x op operand` for IN and BETWEEN, converting `x` at most once per conversion.
+    fn compare_operand(
+        &mut self,
+        op: CmpOp,
+        x: &Value,
+        operand: &Operand,
+        conversions: &mut Vec<(Conv, Value)>,
+    ) -> Result<Value> {
+        let (conv, node) = match operand {
+            Operand::Null => return Ok(null_boolean()),
+            Operand::Value { conv, node } => (conv, node),
+        };
+        let converted = match conversions.iter().find(|(c, _)| c == conv) {
+            Some((_, value)) => value.clone(),
+            None => {
+                let value = self.convert(conv, x.clone())?;
+                conversions.push((conv.clone(), value.clone()));
+                value
+            }
+        };
+        let y = self.eval(node)?;
+        compare(op, &converted, &y)
+    }
+
+    /// Float division with IEEE-754 results, as DuckDB 2.0 (the arbiter) gives them:
+    /// `x / 0` is ±inf and `0 / 0` is NaN. Both sides are float64 by then (the binder casts).
+    fn divide(&self, l: &Value, r: &Value) -> Result<Value> {
+        let scalar = l.is_scalar() && r.is_scalar();
+        Ok(Value::new(div(l, r)?, scalar))
+    }
+
+    fn coalesce(&mut self, args: &[Node]) -> Result<Value> {
+        let (first, rest) = args
+            .split_first()
+            .ok_or_else(|| self.internal("COALESCE without arguments"))?;
+        let mut acc = self.eval(first)?;
+        for arg in rest {
+            if acc.array().logical_null_count() == 0 {
+                break;
+            }
+            let next = self.eval(arg)?;
+            acc = match &acc {
+                // A null scalar: every row takes the next argument.
+                Value::Scalar(_) => next,
+                Value::Array(array) => Value::Array(zip(&is_not_null(array)?, &acc, &next)?),
+            };
+        }
+        Ok(acc)
+    }
+
+    fn fold(
+        &mut self,
+        items: &[Node],
+        op: fn(&BooleanArray, &BooleanArray) -> Result<BooleanArray, ArrowError>,
+    ) -> Result<Value> {
+        let (first, rest) = items
+            .split_first()
+            .ok_or_else(|| self.internal("empty AND / OR"))?;
+        let mut acc = self.eval(first)?;
+        for item in rest {
+            let next = self.eval(item)?;
+            acc = self.kleene(&acc, &next, op)?;
+        }
+        Ok(acc)
+    }
+
+    /// Applies a two-argument boolean kernel; those want two arrays of one length, so a scalar
+    /// meeting an array is expanded first.
+    fn kleene(
+        &self,
+        a: &Value,
+        b: &Value,
+        op: fn(&BooleanArray, &BooleanArray) -> Result<BooleanArray, ArrowError>,
+    ) -> Result<Value> {
+        let scalar = a.is_scalar() && b.is_scalar();
+        let len = if scalar { 1 } else { self.rows };
+        let result = op(&self.booleans(a, len)?, &self.booleans(b, len)?)?;
+        Ok(Value::new(Arc::new(result), scalar))
+    }
+
+    fn negate_if(&self, value: Value, negated: bool) -> Result<Value> {
+        if !negated {
+            return Ok(value);
+        }
+        let booleans = value
+            .array()
+            .as_boolean_opt()
+            .ok_or_else(|| self.internal("NOT of a non-boolean array"))?;
+        Ok(Value::new(Arc::new(not(booleans)?), value.is_scalar()))
+    }
+
+    /// The value as a boolean array of `len` rows (a scalar repeated).
+    fn booleans(&self, value: &Value, len: usize) -> Result<BooleanArray> {
+        let booleans = value
+            .array()
+            .as_boolean_opt()
+            .ok_or_else(|| self.internal("a boolean operand is not a boolean array"))?;
+        Ok(match value {
+            Value::Array(_) => booleans.clone(),
+            Value::Scalar(_) if booleans.is_null(0) => BooleanArray::new_null(len),
+            Value::Scalar(_) if booleans.value(0) => {
+                BooleanArray::from(BooleanBuffer::new_set(len))
+            }
+            Value::Scalar(_) => BooleanArray::from(BooleanBuffer::new_unset(len)),
+        })
+    }
+
+    fn arith_error(&self, err: ArrowError, text: &str) -> NbaError {
+        match err {
+            ArrowError::ArithmeticOverflow(_) => {
+                data_err!("rule {:?}: integer overflow in {text}", self.source)
+            }
+            other => NbaError::Arrow(other),
+        }
+    }
+}
+
+fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<Value> {
+    let result = match op {
+        CmpOp::Eq => cmp::eq(l, r),
+        CmpOp::NotEq => cmp::neq(l, r),
+        CmpOp::Lt => cmp::lt(l, r),
+        CmpOp::LtEq => cmp::lt_eq(l, r),
+        CmpOp::Gt => cmp::gt(l, r),
+        CmpOp::GtEq => cmp::gt_eq(l, r),
+    }?;
+    Ok(Value::new(Arc::new(result), l.is_scalar() && r.is_scalar()))
+}
+
+fn null_boolean() -> Value {
+    Value::Scalar(Arc::new(BooleanArray::new_null(1)))
+}

@@ -1,0 +1,134 @@
+//! `nba_fast._core.Engine`: the Python face of `nba_core::Engine`.
+//!
+//! Inputs arrive as any Arrow object (PyCapsule interface, via pyo3-arrow); the customers are
+//! streamed batch by batch with the GIL released; the two result tables go back as pyarrow.
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use nba_core::{Catalog, Decided, Engine, EngineOptions, PropensityInput};
+use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyTable;
+
+use crate::errors::PyNbaError;
+
+/// The compiled engine: a validated catalog with its rules parsed once.
+#[pyclass(frozen, module = "nba_fast._core", name = "Engine")]
+pub struct PyEngine {
+    inner: Engine,
+}
+
+/// Reads a whole Arrow object (table, batch or stream) into memory.
+fn read_all(input: AnyRecordBatch) -> PyResult<(Vec<RecordBatch>, SchemaRef)> {
+    let table = input.into_table()?;
+    Ok(table.into_inner())
+}
+
+fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    let table = |batch: RecordBatch| -> PyResult<Py<PyAny>> {
+        let schema = batch.schema();
+        Ok(PyTable::try_new(vec![batch], schema)?
+            .into_pyarrow(py)?
+            .unbind())
+    };
+    Ok((table(decided.decisions)?, table(decided.funnel)?))
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Compiles the catalog (an Arrow table with the columns of `nba_fast.config.CATALOG_SCHEMA`).
+    #[new]
+    #[pyo3(signature = (catalog, *, max_per_customer = 1, batch_rows = 32_768, threads = None))]
+    fn new(
+        catalog: AnyRecordBatch,
+        max_per_customer: usize,
+        batch_rows: usize,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let (batches, schema) = read_all(catalog)?;
+        let batch = arrow_select_concat(&schema, &batches)?;
+        let catalog = Catalog::from_batch(&batch).map_err(PyNbaError)?;
+        let options = EngineOptions {
+            max_per_customer,
+            batch_rows,
+            threads,
+        };
+        let inner = Engine::new(catalog, options).map_err(PyNbaError)?;
+        Ok(Self { inner })
+    }
+
+    /// Decides for a stream of customers; returns `(decisions, funnel)` as pyarrow tables.
+    #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, do_not_contact = None))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        customers: AnyRecordBatch,
+        now_us: i64,
+        propensities: Option<AnyRecordBatch>,
+        propensity_matrix: Option<PyReadonlyArray2<'_, f64>>,
+        do_not_contact: Option<AnyRecordBatch>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let reader = customers.into_reader()?;
+        let long = propensities.map(read_all).transpose()?;
+        let dnc = do_not_contact.map(read_all).transpose()?;
+        let matrix = match &propensity_matrix {
+            Some(array) => {
+                let shape = array.shape();
+                let values = array.as_slice().map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(
+                        "propensity matrix must be C-contiguous float64",
+                    )
+                })?;
+                Some((values, shape[0], shape[1]))
+            }
+            None => None,
+        };
+        let input = match (&long, matrix) {
+            (Some((batches, _)), _) => PropensityInput::Long(batches),
+            (None, Some((values, rows, columns))) => PropensityInput::Dense {
+                values,
+                rows,
+                columns,
+            },
+            (None, None) => PropensityInput::Missing,
+        };
+        let schema = reader.schema();
+        let dnc_batches = dnc.as_ref().map(|(batches, _)| batches.as_slice());
+        let decided = py
+            .detach(|| {
+                self.inner
+                    .decide(schema, reader, input, dnc_batches, now_us)
+            })
+            .map_err(PyNbaError)?;
+        to_pyarrow(py, decided)
+    }
+
+    /// Ranks already-expanded candidates; returns `(decisions, funnel)` as pyarrow tables.
+    #[pyo3(signature = (candidates, *, now_us))]
+    fn arbitrate(
+        &self,
+        py: Python<'_>,
+        candidates: AnyRecordBatch,
+        now_us: i64,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+        let (batches, schema) = read_all(candidates)?;
+        let decided = py
+            .detach(|| self.inner.arbitrate(schema, &batches, now_us))
+            .map_err(PyNbaError)?;
+        to_pyarrow(py, decided)
+    }
+
+    /// Number of actions in the catalog.
+    fn __len__(&self) -> usize {
+        self.inner.catalog().len()
+    }
+}
+
+fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> PyResult<RecordBatch> {
+    match batches {
+        [one] => Ok(one.clone()),
+        _ => arrow_select::concat::concat_batches(schema, batches)
+            .map_err(|err| PyNbaError(err.into()).into()),
+    }
+}

@@ -1,0 +1,15 @@
+"""The examples in the public docstrings run and say what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["nba_fast", "nba_fast.api", "nba_fast.config"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert failures == 0
