@@ -5,6 +5,18 @@ from typing import Any, final
 import numpy as np
 import pyarrow as pa
 
+__all__ = [
+    "BUILD_PROFILE",
+    "DEBUG_BUILD",
+    "ConfigError",
+    "DataError",
+    "Engine",
+    "NbaFastError",
+    "RuleError",
+    "SchemaError",
+    "__version__",
+]
+
 __version__: str
 DEBUG_BUILD: bool
 BUILD_PROFILE: str
