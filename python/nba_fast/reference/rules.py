@@ -154,7 +154,7 @@ _TOKEN: Final = re.compile(
     | (?P<string>'(?:[^']|'')*')
     | (?P<qident>"(?:[^"]|"")+")
     | (?P<ident>[^\W\d]\w*)
-    | (?P<op><>|!=|<=|>=|[-+*/=<>(),])
+    | (?P<op><>|!=|==|<=|>=|[-+*/=<>(),])
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -195,7 +195,7 @@ _INFIX: Final = {
     "OR": _OR,
     "AND": _AND,
     "IS": _IS,
-    **dict.fromkeys(["=", "<>", "!=", "<", "<=", ">", ">="], _COMPARE),
+    **dict.fromkeys(["=", "==", "<>", "!=", "<", "<=", ">", ">="], _COMPARE),
     **dict.fromkeys(["IN", "BETWEEN", "LIKE"], _PREDICATE),
     **dict.fromkeys(["+", "-"], _ADD),
     **dict.fromkeys(["*", "/"], _MULTIPLY),
@@ -285,7 +285,8 @@ class _Parser:
             negated = token.text == "NOT"
             keyword = self.next().text if negated else token.text
             return self.predicate(left, keyword, negated)
-        op = "<>" if token.text == "!=" else token.text
+        # DuckDB reads `!=` as `<>` and `==` as `=`.
+        op = {"!=": "<>", "==": "="}.get(token.text, token.text)
         return Binary(op, left, self.expression(power))
 
     def predicate(self, left: Expr, keyword: str, negated: bool) -> Expr:

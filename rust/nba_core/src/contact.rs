@@ -3,8 +3,6 @@
 //! Computed once per (customer, channel), not per candidate: a batch yields one reason code per
 //! row for each channel of the catalog, and every action on that channel reads it.
 
-use std::collections::HashMap;
-
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema};
@@ -14,6 +12,10 @@ use crate::error::Result;
 use crate::funnel::Drop;
 use crate::ids::{is_text, IdColumn, IdIndex, IdKind};
 use crate::{config_err, data_err, schema_err};
+
+/// Blocked addresses → the bit set of channels they are blocked on. foldhash, not SipHash: the
+/// map is probed once per customer with an email and once with a phone.
+type AddressMap = std::collections::HashMap<String, u64, foldhash::fast::RandomState>;
 
 /// The channel name that stands for every channel in the do-not-contact list.
 pub const ALL_CHANNELS: &str = "*";
@@ -54,7 +56,7 @@ pub struct Contactability {
     email: Option<usize>,
     phone: Option<usize>,
     dnc_ids: Option<(IdIndex, Vec<u64>)>,
-    dnc_addresses: HashMap<String, u64>,
+    dnc_addresses: AddressMap,
 }
 
 /// Bit of the `*` slot; channel `k` has bit `k`.
@@ -143,7 +145,7 @@ impl Contactability {
         let phone = string_column("phone", None)?;
         let (dnc_ids, dnc_addresses) = match do_not_contact {
             Some(batches) => index_do_not_contact(batches, &names, id_kind)?,
-            None => (None, HashMap::new()),
+            None => (None, AddressMap::default()),
         };
         Ok(Self {
             action_channel,
@@ -236,7 +238,7 @@ impl Contactability {
     }
 }
 
-type DncIndex = (Option<(IdIndex, Vec<u64>)>, HashMap<String, u64>);
+type DncIndex = (Option<(IdIndex, Vec<u64>)>, AddressMap);
 
 /// Indexes the do-not-contact rows whose channel is in the catalog (or `*`): by customer id and
 /// by address, each with the bit set of the channels it blocks.
@@ -247,7 +249,7 @@ fn index_do_not_contact(
 ) -> Result<DncIndex> {
     let mut ids_rows: Vec<arrow_array::ArrayRef> = Vec::new();
     let mut id_masks: Vec<u64> = Vec::new();
-    let mut addresses: HashMap<String, u64> = HashMap::new();
+    let mut addresses = AddressMap::default();
     for batch in batches {
         let channel = batch
             .column_by_name("channel")

@@ -9,6 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
+use rayon::prelude::*;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
@@ -45,7 +46,11 @@ impl<'a> Propensities<'a> {
                 catalog.len()
             ));
         }
-        if let Some(position) = values.iter().position(|p| !(0.0..=1.0).contains(p)) {
+        // Called on the engine's pool: a large matrix is checked by every worker.
+        let bad = values
+            .par_iter()
+            .position_first(|p| !(0.0..=1.0).contains(p));
+        if let Some(position) = bad {
             let (row, column) = (position / columns, position % columns);
             return Err(data_err!(
                 "propensities: value {} in row {row} (action {:?}) is not a probability in [0, 1]",

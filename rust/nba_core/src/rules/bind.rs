@@ -243,6 +243,10 @@ impl Binder<'_> {
             }
         };
         let field = &fields[index];
+        if field.data_type() == &DataType::Null {
+            // A column of Arrow's null type holds only NULLs: it is the NULL literal.
+            return Ok(null_of(Type::Null));
+        }
         let ty = rule_type(field.data_type()).ok_or_else(|| {
             self.err(format_args!(
                 "column {name:?} has type {}, which rules cannot use",

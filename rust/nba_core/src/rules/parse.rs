@@ -85,8 +85,15 @@ impl Converter<'_> {
             },
             SqlExpr::BinaryOp { left, op, right } => {
                 let arith = |op| Ok::<_, NbaError>(Expr::Arith(op, boxed(left)?, boxed(right)?));
-                let compare =
-                    |op| Ok::<_, NbaError>(Expr::Compare(op, boxed(left)?, boxed(right)?));
+                let compare = |cmp| {
+                    // DuckDB refuses `a = b = c`; sqlparser would read it as `(a = b) = c`.
+                    if comparison_op(left).is_some() || comparison_op(right).is_some() {
+                        return Err(self.err(
+                            "comparisons do not chain: combine them with AND, or parenthesise",
+                        ));
+                    }
+                    Ok::<_, NbaError>(Expr::Compare(cmp, boxed(left)?, boxed(right)?))
+                };
                 match op {
                     BinaryOperator::And => Expr::And(self.chain(expr, op, depth)?),
                     BinaryOperator::Or => Expr::Or(self.chain(expr, op, depth)?),
@@ -131,6 +138,25 @@ impl Converter<'_> {
                 InTarget::Subquery(_) => return Err(self.unsupported("a subquery")),
                 _ => return Err(self.unsupported(format_args!("IN {target}"))),
             },
+            // `x BETWEEN a AND b = c` is `(x BETWEEN a AND b) = c` in DuckDB; sqlparser reads
+            // `x BETWEEN a AND (b = c)`. Regroup it.
+            SqlExpr::Between {
+                expr: operand,
+                negated,
+                low,
+                high,
+            } if comparison_op(high).is_some() => {
+                let Some((cmp, bound, other)) = comparison_op(high) else {
+                    return Err(self.err("internal: comparison expected"));
+                };
+                let between = SqlExpr::Between {
+                    expr: operand.clone(),
+                    negated: *negated,
+                    low: low.clone(),
+                    high: Box::new(bound.clone()),
+                };
+                Expr::Compare(cmp, boxed(&between)?, boxed(other)?)
+            }
             SqlExpr::Between {
                 expr: operand,
                 negated,
@@ -149,6 +175,21 @@ impl Converter<'_> {
                 pattern,
                 escape_char: None,
             } => match pattern.as_ref() {
+                // `x LIKE 'p' = c` is `(x LIKE 'p') = c` in DuckDB; sqlparser reads
+                // `x LIKE ('p' = c)`. Regroup it.
+                SqlExpr::BinaryOp { .. } if comparison_op(pattern).is_some() => {
+                    let Some((cmp, text, other)) = comparison_op(pattern) else {
+                        return Err(self.err("internal: comparison expected"));
+                    };
+                    let like = SqlExpr::Like {
+                        negated: *negated,
+                        any: false,
+                        expr: operand.clone(),
+                        pattern: Box::new(text.clone()),
+                        escape_char: None,
+                    };
+                    Expr::Compare(cmp, boxed(&like)?, boxed(other)?)
+                }
                 SqlExpr::Value(value) => match &value.value {
                     Value::SingleQuotedString(text) => Expr::Like {
                         expr: boxed(operand)?,
@@ -257,11 +298,8 @@ fn number(text: &str, negative: bool) -> Option<Literal> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return signed.parse().ok().map(Literal::Int);
     }
-    signed
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(Literal::Float)
+    // Beyond f64's range a literal is ±inf, as DuckDB reads `1e400`.
+    signed.parse::<f64>().ok().map(Literal::Float)
 }
 
 /// What to call an unsupported construct in a message.
@@ -292,4 +330,21 @@ fn construct_name(expr: &SqlExpr) -> String {
         _ => return format!("the expression {expr}"),
     };
     name.to_owned()
+}
+
+/// The comparison at the top of `expr` (not parenthesised): its operator and operands.
+fn comparison_op(expr: &SqlExpr) -> Option<(CmpOp, &SqlExpr, &SqlExpr)> {
+    let SqlExpr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    let cmp = match op {
+        BinaryOperator::Eq => CmpOp::Eq,
+        BinaryOperator::NotEq => CmpOp::NotEq,
+        BinaryOperator::Lt => CmpOp::Lt,
+        BinaryOperator::LtEq => CmpOp::LtEq,
+        BinaryOperator::Gt => CmpOp::Gt,
+        BinaryOperator::GtEq => CmpOp::GtEq,
+        _ => return None,
+    };
+    Some((cmp, left, right))
 }
