@@ -17,8 +17,10 @@ use crate::catalog::{byte_order_ranks, Action};
 use crate::engine::{Decided, Engine};
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
+use crate::history::{Codes, NO_CODE};
 use crate::ids::{is_text, IdColumn, IdIndex};
 use crate::output::decisions_schema;
+use crate::policy::PolicyStage;
 use crate::pool::thread_pool;
 use crate::priority::priority;
 use crate::propensity::{action_strings, float_column};
@@ -38,13 +40,14 @@ const FACTORS: [&str; 3] = ["value", "context_weight", "lever"];
 const TEXTS: [&str; 4] = ["issue", "group", "channel", "treatment"];
 
 impl Engine {
-    /// Applies priority, rank and selection to candidate rows (DESIGN.md §4 `arbitrate`).
-    /// `now_us` is unused until contact policies exist; it is part of the signature already.
+    /// Applies contact policies, priority, rank and selection to candidate rows (DESIGN.md §4
+    /// `arbitrate`); `history` feeds the policies.
     pub fn arbitrate(
         &self,
         schema: arrow_schema::SchemaRef,
         batches: &[RecordBatch],
-        _now_us: i64,
+        history: Option<&[RecordBatch]>,
+        now_us: i64,
     ) -> Result<Decided> {
         let empty = [RecordBatch::new_empty(schema)];
         let batches = if batches.is_empty() {
@@ -62,6 +65,21 @@ impl Engine {
             })
             .collect();
         let id_order = byte_order_ranks(action_ids.iter().map(String::as_str));
+        let mut codes = self.codes().clone();
+        let row_codes = candidates.codes(&action_ids, &catalog_actions, &mut codes);
+        let policies = PolicyStage::prepare(
+            self.policies(),
+            &codes,
+            history,
+            candidates.ids.kind(),
+            now_us,
+        )?;
+        let threshold_columns = if self.policies().is_empty() {
+            Vec::new()
+        } else {
+            let all = arrow_select::concat::concat_batches(&batches[0].schema(), batches)?;
+            policies.threshold_columns(&all, "candidates")?
+        };
 
         let (index, numbers) = IdIndex::build(candidates.ids.clone())?;
         let groups = group_rows(&numbers, index.len());
@@ -83,6 +101,10 @@ impl Engine {
             id_order: &id_order,
             action_ids: &action_ids,
             max_per_customer: self.options().max_per_customer,
+            policies: &policies,
+            row_codes: &row_codes,
+            threshold_columns: &threshold_columns,
+            now_us,
         };
         let chunks: Vec<Result<Chunk>> = pool.install(|| {
             customers
@@ -90,7 +112,7 @@ impl Engine {
                 .map(|customers| context.rank_chunk(customers))
                 .collect()
         });
-        let mut funnel = FunnelCounts::new(action_ids.len());
+        let mut funnel = FunnelCounts::new(action_ids.len(), self.policies().len());
         let mut parts: Vec<RecordBatch> = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             let chunk = chunk?;
@@ -102,7 +124,7 @@ impl Engine {
         let names: Vec<&str> = action_ids.iter().map(String::as_str).collect();
         Ok(Decided {
             decisions,
-            funnel: funnel.to_batch(&names, &id_order)?,
+            funnel: funnel.to_batch(&names, &id_order, &self.policy_names())?,
         })
     }
 }
@@ -143,12 +165,20 @@ struct Context<'a> {
     id_order: &'a [u32],
     action_ids: &'a [String],
     max_per_customer: usize,
+    policies: &'a PolicyStage,
+    /// Per candidate row: codes of its action, group, issue and channel.
+    row_codes: &'a [[u32; 4]],
+    threshold_columns: &'a [Option<arrow_array::Int64Array>],
+    now_us: i64,
 }
 
 impl Context<'_> {
     fn rank_chunk(&self, customers: &[u32]) -> Result<Chunk> {
         let c = self.candidates;
-        let mut funnel = FunnelCounts::new(self.catalog_actions.len());
+        let policy_count = self.policies.policies.len();
+        let mut funnel = FunnelCounts::new(self.catalog_actions.len(), policy_count);
+        let mut thresholds: Vec<u32> = Vec::with_capacity(policy_count);
+        let mut times: Vec<i64> = Vec::new();
         let mut selected = Vec::new();
         let mut scored: Vec<(Scored, u32)> = Vec::new();
         let mut ranked: Vec<Scored> = Vec::new();
@@ -169,11 +199,39 @@ impl Context<'_> {
                     self.action_ids[w[0] as usize]
                 ));
             }
+            let events = match &self.policies.history {
+                Some(history) => history.for_customer(&c.ids, rows[0] as usize),
+                None => &[],
+            };
+            if policy_count > 0 {
+                let first = rows[0] as usize;
+                self.policies.thresholds_for(
+                    self.threshold_columns,
+                    first,
+                    &|| c.ids.display(first),
+                    &mut thresholds,
+                )?;
+            }
             scored.clear();
             for &row in rows {
                 let row_usize = row as usize;
                 let action = c.actions[row_usize];
                 funnel.candidates[action as usize] += 1;
+                if policy_count > 0 {
+                    let codes = &self.row_codes[row_usize];
+                    let dropped_by = self.policies.first_drop(
+                        self.policies.applicable(codes[3]),
+                        codes,
+                        events,
+                        &thresholds,
+                        self.now_us,
+                        &mut times,
+                    );
+                    if let Some(p) = dropped_by {
+                        funnel.suppressed[p][action as usize] += 1;
+                        continue;
+                    }
+                }
                 let catalog = self.catalog_actions[action as usize];
                 let propensity = if c.propensity.is_valid(row_usize) {
                     Some(c.propensity.value(row_usize))
@@ -272,6 +330,41 @@ impl Context<'_> {
             decisions_schema(c.ids.kind()),
             columns,
         )?)
+    }
+}
+
+impl Candidates {
+    /// Per row, the codes of (action, group, issue, channel): the row's own text, else the
+    /// catalog action's, else [`NO_CODE`]. New values are added to `codes`.
+    fn codes(
+        &self,
+        action_ids: &[String],
+        catalog: &[Option<&Action>],
+        codes: &mut Codes,
+    ) -> Vec<[u32; 4]> {
+        let action_codes: Vec<u32> = action_ids.iter().map(|id| codes.intern(0, id)).collect();
+        (0..self.actions.len())
+            .map(|row| {
+                let action = self.actions[row] as usize;
+                let mut out = [action_codes[action], NO_CODE, NO_CODE, NO_CODE];
+                for (field, text) in [(1, 1usize), (2, 0), (3, 2)] {
+                    // texts are [issue, group, channel, treatment]; codes [action, group, issue, channel]
+                    let from_row = self.texts[text]
+                        .as_ref()
+                        .filter(|col| col.is_valid(row))
+                        .map(|col| col.value(row));
+                    let from_catalog = catalog[action].map(|a| match field {
+                        1 => a.group.as_str(),
+                        2 => a.issue.as_str(),
+                        _ => a.channel.as_str(),
+                    });
+                    if let Some(value) = from_row.or(from_catalog) {
+                        out[field] = codes.intern(field, value);
+                    }
+                }
+                out
+            })
+            .collect()
     }
 }
 

@@ -12,6 +12,7 @@ use crate::contact::Contactability;
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
 use crate::ids::IdColumn;
+use crate::policy::PolicyStage;
 use crate::priority::priority;
 use crate::propensity::Propensities;
 use crate::rank::{rank_in_place, Scored};
@@ -27,6 +28,11 @@ pub(crate) struct Plan<'a> {
     /// Whether each action is in its active window at `now`.
     pub active: Vec<bool>,
     pub contact: Contactability,
+    pub policies: PolicyStage,
+    /// Codes (action, group, issue, channel) of each action, for the policies.
+    pub action_codes: Vec<[u32; 4]>,
+    /// Bit set of the policies that apply to each action.
+    pub action_policies: Vec<u64>,
     pub propensities: Propensities<'a>,
     pub max_per_customer: usize,
     pub now_us: i64,
@@ -66,7 +72,10 @@ pub(crate) fn decide_batch(
         .collect::<Result<_>>()?;
     let contact = plan.contact.evaluate(batch, &ids);
 
-    let mut funnel = FunnelCounts::new(actions);
+    let thresholds_columns = plan.policies.threshold_columns(batch, "customers")?;
+    let mut thresholds: Vec<u32> = Vec::with_capacity(plan.policies.policies.len());
+    let mut times: Vec<i64> = Vec::new();
+    let mut funnel = FunnelCounts::new(actions, plan.policies.policies.len());
     funnel
         .candidates
         .iter_mut()
@@ -79,7 +88,7 @@ pub(crate) fn decide_batch(
         propensity: Vec::with_capacity(capacity),
         priority: Vec::with_capacity(capacity),
         rank: Vec::with_capacity(capacity),
-        funnel: FunnelCounts::new(0),
+        funnel: FunnelCounts::new(0, 0),
     };
     let id_order = catalog.id_order();
     let mut scored: Vec<Scored> = Vec::with_capacity(actions);
@@ -100,6 +109,18 @@ pub(crate) fn decide_batch(
                 &looked_up
             }
         };
+        let events = match &plan.policies.history {
+            Some(history) => history.for_customer(&ids, row),
+            None => &[],
+        };
+        if !plan.policies.policies.is_empty() {
+            plan.policies.thresholds_for(
+                &thresholds_columns,
+                row,
+                &|| ids.display(row),
+                &mut thresholds,
+            )?;
+        }
         scored.clear();
         for (a, action) in catalog.actions().iter().enumerate() {
             if !plan.active[a] {
@@ -117,6 +138,21 @@ pub(crate) fn decide_batch(
             if code != 0 {
                 funnel.drop(drop_of_code(code), a);
                 continue;
+            }
+            let applicable = plan.action_policies[a];
+            if applicable != 0 {
+                let dropped_by = plan.policies.first_drop(
+                    applicable,
+                    &plan.action_codes[a],
+                    events,
+                    &thresholds,
+                    plan.now_us,
+                    &mut times,
+                );
+                if let Some(p) = dropped_by {
+                    funnel.suppressed[p][a] += 1;
+                    continue;
+                }
             }
             let p = match given.get(a) {
                 Some(&p) if !p.is_nan() => p,

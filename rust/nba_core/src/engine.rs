@@ -13,8 +13,10 @@ use crate::catalog::{prefix_error, Catalog};
 use crate::contact::Contactability;
 use crate::error::Result;
 use crate::funnel::FunnelCounts;
+use crate::history::Codes;
 use crate::ids::{IdColumn, IdIndex, IdKind};
 use crate::output::{decisions_batch, DecisionColumns};
+use crate::policy::{validate_policies, ContactPolicy, PolicyStage};
 use crate::pool::thread_pool;
 use crate::propensity::{LongPropensities, Propensities};
 use crate::rules::{BoundRule, Rule};
@@ -59,6 +61,31 @@ pub enum PropensityInput<'a> {
     },
 }
 
+/// The per-call inputs of `decide` besides the customers.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Propensities of (customer, action) pairs.
+    pub propensities: PropensityInput<'a>,
+    /// The do-not-contact list.
+    pub do_not_contact: Option<&'a [RecordBatch]>,
+    /// The interaction history the contact policies read.
+    pub history: Option<&'a [RecordBatch]>,
+    /// The decision time, µs since the epoch (UTC).
+    pub now_us: i64,
+}
+
+impl Inputs<'_> {
+    /// No propensities, lists or history, at `now_us`.
+    pub fn at(now_us: i64) -> Self {
+        Self {
+            propensities: PropensityInput::Missing,
+            do_not_contact: None,
+            history: None,
+            now_us,
+        }
+    }
+}
+
 /// The two tables a run produces.
 #[derive(Debug, Clone)]
 pub struct Decided {
@@ -77,11 +104,20 @@ pub struct Engine {
     rules: Vec<Rule>,
     /// Rule number per action; `None` for always-true rules.
     action_rule: Vec<Option<usize>>,
+    /// Contact policies, in the order they apply.
+    policies: Vec<ContactPolicy>,
+    /// Codes of the catalog's action ids (= catalog index), groups, issues and channels.
+    codes: Codes,
 }
 
 impl Engine {
-    /// Validates the options and deduplicates the rules of the catalog.
-    pub fn new(catalog: Catalog, options: EngineOptions) -> Result<Self> {
+    /// Validates the options and policies, and deduplicates the rules of the catalog.
+    pub fn new(
+        catalog: Catalog,
+        policies: Vec<ContactPolicy>,
+        options: EngineOptions,
+    ) -> Result<Self> {
+        validate_policies(&policies)?;
         if options.max_per_customer < 1 {
             return Err(config_err!(
                 "max_per_customer must be at least 1, got {}",
@@ -111,11 +147,20 @@ impl Engine {
             };
             action_rule.push(Some(number));
         }
+        let mut codes = Codes::default();
+        for action in catalog.actions() {
+            codes.intern(0, &action.id);
+            codes.intern(1, &action.group);
+            codes.intern(2, &action.issue);
+            codes.intern(3, &action.channel);
+        }
         Ok(Self {
             catalog,
             options,
             rules,
             action_rule,
+            policies,
+            codes,
         })
     }
 
@@ -129,15 +174,23 @@ impl Engine {
         &self.options
     }
 
+    /// The contact policies.
+    pub fn policies(&self) -> &[ContactPolicy] {
+        &self.policies
+    }
+
+    /// The codes of the catalog's fields (policies compare them).
+    pub(crate) fn codes(&self) -> &Codes {
+        &self.codes
+    }
+
+    /// The policy names, for the funnel.
+    pub(crate) fn policy_names(&self) -> Vec<String> {
+        self.policies.iter().map(|p| p.name.clone()).collect()
+    }
+
     /// Decides for every customer of the stream (DESIGN.md §3).
-    pub fn decide<I>(
-        &self,
-        schema: SchemaRef,
-        customers: I,
-        propensities: PropensityInput<'_>,
-        do_not_contact: Option<&[RecordBatch]>,
-        now_us: i64,
-    ) -> Result<Decided>
+    pub fn decide<I>(&self, schema: SchemaRef, customers: I, inputs: Inputs<'_>) -> Result<Decided>
     where
         I: Iterator<Item = std::result::Result<RecordBatch, ArrowError>>,
     {
@@ -150,8 +203,8 @@ impl Engine {
                 id_field.data_type()
             )
         })?;
-        let plan = self.plan(&schema, id_kind, propensities, do_not_contact, now_us)?;
         let pool = thread_pool(self.options.threads)?;
+        let plan = pool.install(|| self.plan(&schema, id_kind, inputs))?;
         let wave_size = pool.current_num_threads() * 2;
 
         let mut results: Vec<BatchDecisions> = Vec::new();
@@ -197,10 +250,9 @@ impl Engine {
         &'a self,
         schema: &SchemaRef,
         id_kind: IdKind,
-        propensities: PropensityInput<'a>,
-        do_not_contact: Option<&[RecordBatch]>,
-        now_us: i64,
+        inputs: Inputs<'a>,
     ) -> Result<Plan<'a>> {
+        let now_us = inputs.now_us;
         let rules: Vec<BoundRule> = self
             .rules
             .iter()
@@ -217,8 +269,30 @@ impl Engine {
                 })
             })
             .collect::<Result<_>>()?;
-        let contact = Contactability::prepare(&self.catalog, schema, id_kind, do_not_contact)?;
-        let propensities = match propensities {
+        let contact =
+            Contactability::prepare(&self.catalog, schema, id_kind, inputs.do_not_contact)?;
+        let policies =
+            PolicyStage::prepare(&self.policies, &self.codes, inputs.history, id_kind, now_us)?;
+        // Fail before any batch if a threshold column is missing or mistyped.
+        policies.threshold_columns(&RecordBatch::new_empty(schema.clone()), "customers")?;
+        let action_codes: Vec<[u32; 4]> = self
+            .catalog
+            .actions()
+            .iter()
+            .map(|a| {
+                [
+                    self.codes.get(0, &a.id),
+                    self.codes.get(1, &a.group),
+                    self.codes.get(2, &a.issue),
+                    self.codes.get(3, &a.channel),
+                ]
+            })
+            .collect();
+        let action_policies = action_codes
+            .iter()
+            .map(|codes| policies.applicable(codes[3]))
+            .collect();
+        let propensities = match inputs.propensities {
             PropensityInput::Missing => Propensities::Missing,
             PropensityInput::Long(batches) => {
                 Propensities::Long(LongPropensities::build(batches, &self.catalog, id_kind)?)
@@ -240,6 +314,9 @@ impl Engine {
                 .map(|a| a.is_active(now_us))
                 .collect(),
             contact,
+            policies,
+            action_codes,
+            action_policies,
             propensities,
             max_per_customer: self.options.max_per_customer,
             now_us,
@@ -248,7 +325,7 @@ impl Engine {
 
     /// Merges the batches' results: checks ids are unique, orders by customer, builds tables.
     fn finish(&self, results: Vec<BatchDecisions>, id_kind: IdKind) -> Result<Decided> {
-        let mut funnel = FunnelCounts::new(self.catalog.len());
+        let mut funnel = FunnelCounts::new(self.catalog.len(), self.policies.len());
         for result in &results {
             funnel.merge(&result.funnel);
         }
@@ -270,7 +347,7 @@ impl Engine {
             .collect();
         Ok(Decided {
             decisions,
-            funnel: funnel.to_batch(&ids, self.catalog.id_order())?,
+            funnel: funnel.to_batch(&ids, self.catalog.id_order(), &self.policy_names())?,
         })
     }
 }

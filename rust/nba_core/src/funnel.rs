@@ -52,6 +52,8 @@ pub struct FunnelCounts {
     pub candidates: Vec<u64>,
     /// `drops[reason][action]`.
     pub drops: [Vec<u64>; Drop::COUNT],
+    /// `suppressed[policy][action]`: dropped by that contact policy (the first that drops it).
+    pub suppressed: Vec<Vec<u64>>,
     /// Candidates with rank <= max_per_customer.
     pub top_choice: Vec<u64>,
     /// Candidates accepted.
@@ -59,11 +61,12 @@ pub struct FunnelCounts {
 }
 
 impl FunnelCounts {
-    /// Zero counters for `actions` actions.
-    pub fn new(actions: usize) -> Self {
+    /// Zero counters for `actions` actions and `policies` contact policies.
+    pub fn new(actions: usize, policies: usize) -> Self {
         Self {
             candidates: vec![0; actions],
             drops: std::array::from_fn(|_| vec![0; actions]),
+            suppressed: vec![vec![0; actions]; policies],
             top_choice: vec![0; actions],
             selected: vec![0; actions],
         }
@@ -84,27 +87,38 @@ impl FunnelCounts {
         for (into, from) in self.drops.iter_mut().zip(&other.drops) {
             add(into, from);
         }
+        for (into, from) in self.suppressed.iter_mut().zip(&other.suppressed) {
+            add(into, from);
+        }
         add(&mut self.top_choice, &other.top_choice);
         add(&mut self.selected, &other.selected);
     }
 
     /// The funnel table: (stage, action_id, count) in stage order, then action id byte order.
-    /// `action_ids[a]` names action `a`; `id_order` sorts them. Keep stages list every action,
-    /// drop reasons only the actions they dropped something of.
-    pub fn to_batch(&self, action_ids: &[&str], id_order: &[u32]) -> Result<RecordBatch> {
+    /// `action_ids[a]` names action `a`; `id_order` sorts them; `policy_names[p]` names the
+    /// contact policies. Keep stages list every action, drop reasons only the actions they
+    /// dropped something of.
+    pub fn to_batch(
+        &self,
+        action_ids: &[&str],
+        id_order: &[u32],
+        policy_names: &[String],
+    ) -> Result<RecordBatch> {
         let mut by_id: Vec<usize> = (0..action_ids.len()).collect();
         by_id.sort_by_key(|&a| id_order[a]);
-        let drops = |reason: Drop| (reason.stage(), self.drops[reason as usize].clone(), false);
+        let drops = |reason: Drop| {
+            let stage = reason.stage().to_owned();
+            (stage, self.drops[reason as usize].clone(), false)
+        };
         let mut remaining = self.candidates.clone();
-        let mut rows: Vec<(&'static str, Vec<u64>, bool)> =
-            vec![("candidate", remaining.clone(), true)];
-        let groups: [(&[Drop], &'static str); 3] = [
+        let mut rows: Vec<(String, Vec<u64>, bool)> =
+            vec![("candidate".to_owned(), remaining.clone(), true)];
+        let groups: [(&[Drop], &'static str); 2] = [
             (&[Drop::Inactive, Drop::Ineligible], "eligible"),
             (
                 &[Drop::NoAddress, Drop::OptedOut, Drop::DoNotContact],
                 "contactable",
             ),
-            (&[], "not_suppressed"),
         ];
         for (reasons, keep_stage) in groups {
             for &reason in reasons {
@@ -112,11 +126,16 @@ impl FunnelCounts {
                 remaining.iter_mut().zip(dropped).for_each(|(r, d)| *r -= d);
                 rows.push(drops(reason));
             }
-            rows.push((keep_stage, remaining.clone(), true));
+            rows.push((keep_stage.to_owned(), remaining.clone(), true));
         }
+        for (name, dropped) in policy_names.iter().zip(&self.suppressed) {
+            remaining.iter_mut().zip(dropped).for_each(|(r, d)| *r -= d);
+            rows.push((format!("suppressed:{name}"), dropped.clone(), false));
+        }
+        rows.push(("not_suppressed".to_owned(), remaining, true));
         rows.push(drops(Drop::NoPropensity));
-        rows.push(("top_choice", self.top_choice.clone(), true));
-        rows.push(("selected", self.selected.clone(), true));
+        rows.push(("top_choice".to_owned(), self.top_choice.clone(), true));
+        rows.push(("selected".to_owned(), self.selected.clone(), true));
 
         let mut stages: Vec<&str> = Vec::new();
         let mut ids: Vec<&str> = Vec::new();
@@ -124,7 +143,7 @@ impl FunnelCounts {
         for (stage, values, is_keep) in &rows {
             for &a in &by_id {
                 if *is_keep || values[a] > 0 {
-                    stages.push(stage);
+                    stages.push(stage.as_str());
                     ids.push(action_ids[a]);
                     counts.push(values[a] as i64);
                 }

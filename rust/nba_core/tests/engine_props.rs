@@ -9,7 +9,7 @@ use arrow_array::{
     ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchIterator, StringArray,
 };
 use arrow_schema::{DataType, Field, Schema};
-use nba_core::{Action, Catalog, Decided, Engine, EngineOptions, PropensityInput};
+use nba_core::{Action, Catalog, Decided, Engine, EngineOptions, Inputs, PropensityInput};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -89,7 +89,12 @@ fn engine(case: &Case, threads: usize, batch_rows: usize) -> Engine {
         batch_rows,
         threads: Some(threads),
     };
-    Engine::new(Catalog::new(actions).expect("valid catalog"), options).expect("valid engine")
+    Engine::new(
+        Catalog::new(actions).expect("valid catalog"),
+        Vec::new(),
+        options,
+    )
+    .expect("valid engine")
 }
 
 fn run(case: &Case, threads: usize, batch_rows: usize) -> Decided {
@@ -102,7 +107,14 @@ fn run(case: &Case, threads: usize, batch_rows: usize) -> Decided {
         columns: case.actions.len(),
     };
     engine(case, threads, batch_rows)
-        .decide(schema, reader, input, None, 0)
+        .decide(
+            schema,
+            reader,
+            Inputs {
+                propensities: input,
+                ..Inputs::at(0)
+            },
+        )
         .expect("decide succeeds")
 }
 

@@ -5,13 +5,56 @@
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use nba_core::{Catalog, Decided, Engine, EngineOptions, PropensityInput};
+use nba_core::{
+    Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs, PolicyKind, PolicyLevel,
+    PropensityInput,
+};
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyTable;
 
-use crate::errors::PyNbaError;
+use crate::errors::{ConfigError, PyNbaError};
+
+/// Reads a `nba_fast.config.ContactPolicy` (already validated in Python; the core validates
+/// again, so a hand-made object cannot slip through).
+fn extract_policy(policy: &Bound<'_, PyAny>) -> PyResult<ContactPolicy> {
+    let text = |key: &str| -> PyResult<String> { policy.getattr(key)?.extract() };
+    let name = text("name")?;
+    let kind = match text("kind")?.as_str() {
+        "suppress" => PolicyKind::Suppress,
+        "limit" => PolicyKind::Limit,
+        other => {
+            return Err(ConfigError::new_err(format!(
+                "policy {name:?}: kind must be \"suppress\" or \"limit\", got {other:?}"
+            )))
+        }
+    };
+    let level = match text("level")?.as_str() {
+        "action" => PolicyLevel::Action,
+        "group" => PolicyLevel::Group,
+        "issue" => PolicyLevel::Issue,
+        "channel" => PolicyLevel::Channel,
+        "customer" => PolicyLevel::Customer,
+        other => {
+            return Err(ConfigError::new_err(format!(
+                "policy {name:?}: unknown level {other:?}"
+            )))
+        }
+    };
+    let channel = text("channel")?;
+    Ok(ContactPolicy {
+        kind,
+        level,
+        channel: (channel != "*").then_some(channel),
+        outcomes: policy.getattr("outcomes")?.extract()?,
+        threshold: policy.getattr("threshold")?.extract()?,
+        window_days: policy.getattr("window_days")?.extract()?,
+        suppress_days: policy.getattr("suppress_days")?.extract()?,
+        threshold_column: policy.getattr("threshold_column")?.extract()?,
+        name,
+    })
+}
 
 /// The compiled engine: a validated catalog with its rules parsed once.
 #[pyclass(frozen, module = "nba_fast._core", name = "Engine")]
@@ -39,9 +82,10 @@ fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<(Py<PyAny>, Py<PyAny
 impl PyEngine {
     /// Compiles the catalog (an Arrow table with the columns of `nba_fast.config.CATALOG_SCHEMA`).
     #[new]
-    #[pyo3(signature = (catalog, *, max_per_customer = 1, batch_rows = 32_768, threads = None))]
+    #[pyo3(signature = (catalog, *, policies = Vec::new(), max_per_customer = 1, batch_rows = 32_768, threads = None))]
     fn new(
         catalog: AnyRecordBatch,
+        policies: Vec<Bound<'_, PyAny>>,
         max_per_customer: usize,
         batch_rows: usize,
         threads: Option<usize>,
@@ -54,12 +98,17 @@ impl PyEngine {
             batch_rows,
             threads,
         };
-        let inner = Engine::new(catalog, options).map_err(PyNbaError)?;
+        let policies = policies
+            .iter()
+            .map(extract_policy)
+            .collect::<PyResult<Vec<_>>>()?;
+        let inner = Engine::new(catalog, policies, options).map_err(PyNbaError)?;
         Ok(Self { inner })
     }
 
     /// Decides for a stream of customers; returns `(decisions, funnel)` as pyarrow tables.
-    #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, do_not_contact = None))]
+    #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, do_not_contact = None, history = None))]
+    #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
         py: Python<'_>,
@@ -68,8 +117,10 @@ impl PyEngine {
         propensities: Option<AnyRecordBatch>,
         propensity_matrix: Option<PyReadonlyArray2<'_, f64>>,
         do_not_contact: Option<AnyRecordBatch>,
+        history: Option<AnyRecordBatch>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let reader = customers.into_reader()?;
+        let history = history.map(read_all).transpose()?;
         let long = propensities.map(read_all).transpose()?;
         let dnc = do_not_contact.map(read_all).transpose()?;
         let matrix = match &propensity_matrix {
@@ -94,27 +145,32 @@ impl PyEngine {
             (None, None) => PropensityInput::Missing,
         };
         let schema = reader.schema();
-        let dnc_batches = dnc.as_ref().map(|(batches, _)| batches.as_slice());
+        let inputs = Inputs {
+            propensities: input,
+            do_not_contact: dnc.as_ref().map(|(batches, _)| batches.as_slice()),
+            history: history.as_ref().map(|(batches, _)| batches.as_slice()),
+            now_us,
+        };
         let decided = py
-            .detach(|| {
-                self.inner
-                    .decide(schema, reader, input, dnc_batches, now_us)
-            })
+            .detach(|| self.inner.decide(schema, reader, inputs))
             .map_err(PyNbaError)?;
         to_pyarrow(py, decided)
     }
 
     /// Ranks already-expanded candidates; returns `(decisions, funnel)` as pyarrow tables.
-    #[pyo3(signature = (candidates, *, now_us))]
+    #[pyo3(signature = (candidates, *, now_us, history = None))]
     fn arbitrate(
         &self,
         py: Python<'_>,
         candidates: AnyRecordBatch,
         now_us: i64,
+        history: Option<AnyRecordBatch>,
     ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
         let (batches, schema) = read_all(candidates)?;
+        let history = history.map(read_all).transpose()?;
+        let history = history.as_ref().map(|(batches, _)| batches.as_slice());
         let decided = py
-            .detach(|| self.inner.arbitrate(schema, &batches, now_us))
+            .detach(|| self.inner.arbitrate(schema, &batches, history, now_us))
             .map_err(PyNbaError)?;
         to_pyarrow(py, decided)
     }

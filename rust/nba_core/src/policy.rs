@@ -1,0 +1,399 @@
+//! Contact policies: "if N outcomes within W days, suppress for S days" (Pega's contact policy)
+//! and "at most N within the last W days" (a frequency cap), over the interaction history.
+//!
+//! The checks read a customer's events from the [`History`](crate::history::History) index,
+//! already sorted by time and carrying integer codes, so no string is compared per candidate.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, Int64Array, RecordBatch};
+use arrow_schema::DataType;
+
+use crate::error::Result;
+use crate::history::{Codes, Event, History, PolicyFilter, NO_CODE};
+use crate::ids::IdKind;
+use crate::{config_err, data_err, schema_err};
+
+/// Microseconds in a day (1 day = 86,400 s exactly).
+pub const MICROS_PER_DAY: f64 = 86_400_000_000.0;
+
+/// The two kinds of policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Dropped if some event t_j had ≥ N counted events in (t_j − W, t_j] and now < t_j + S.
+    Suppress,
+    /// Dropped if ≥ N counted events lie in (now − W, now].
+    Limit,
+}
+
+/// Which history events a policy counts for a candidate: those sharing this with its action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyLevel {
+    /// The same action id.
+    Action,
+    /// The same group.
+    Group,
+    /// The same issue.
+    Issue,
+    /// The same channel.
+    Channel,
+    /// Every event of the customer.
+    Customer,
+}
+
+/// One contact policy, as configured.
+#[derive(Debug, Clone)]
+pub struct ContactPolicy {
+    /// Unique name; the funnel stage is `suppressed:NAME`.
+    pub name: String,
+    /// Suppress or limit.
+    pub kind: PolicyKind,
+    /// What an event must share with the candidate to count.
+    pub level: PolicyLevel,
+    /// The channel it applies to and counts on; `None` for `*` (all).
+    pub channel: Option<String>,
+    /// The history outcomes it counts.
+    pub outcomes: Vec<String>,
+    /// N ≥ 1.
+    pub threshold: u32,
+    /// W > 0, in days.
+    pub window_days: f64,
+    /// S ≥ 0, in days (`suppress` only).
+    pub suppress_days: Option<f64>,
+    /// A customers' integer column overriding N per customer (`limit` only).
+    pub threshold_column: Option<String>,
+}
+
+/// `round_half_even(days * 86_400_000_000.0)`: a duration in whole microseconds.
+pub fn duration_micros(days: f64) -> i64 {
+    (days * MICROS_PER_DAY).round_ties_even() as i64
+}
+
+impl ContactPolicy {
+    /// Checks the policy on its own (names are checked across policies by the engine).
+    pub fn validate(&self) -> Result<()> {
+        let name = &self.name;
+        if name.is_empty() {
+            return Err(config_err!("policies: a policy has an empty name"));
+        }
+        if self.outcomes.is_empty() {
+            return Err(config_err!("policy {name:?}: outcomes must not be empty"));
+        }
+        if self.threshold < 1 {
+            return Err(config_err!("policy {name:?}: threshold must be at least 1"));
+        }
+        if !(self.window_days.is_finite() && self.window_days > 0.0) {
+            return Err(config_err!(
+                "policy {name:?}: window_days must be a finite number > 0, got {}",
+                self.window_days
+            ));
+        }
+        match (self.kind, self.suppress_days) {
+            (PolicyKind::Suppress, Some(s)) if s.is_finite() && s >= 0.0 => {}
+            (PolicyKind::Suppress, Some(s)) => {
+                return Err(config_err!(
+                    "policy {name:?}: suppress_days must be a finite number >= 0, got {s}"
+                ))
+            }
+            (PolicyKind::Suppress, None) => {
+                return Err(config_err!("policy {name:?}: suppress_days is required"))
+            }
+            (PolicyKind::Limit, Some(_)) => {
+                return Err(config_err!(
+                    "policy {name:?}: suppress_days is only for kind \"suppress\""
+                ))
+            }
+            (PolicyKind::Limit, None) => {}
+        }
+        if self.kind == PolicyKind::Suppress && self.threshold_column.is_some() {
+            return Err(config_err!(
+                "policy {name:?}: threshold_column is only for kind \"limit\""
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A policy with its durations in microseconds and its channel as a code.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledPolicy {
+    pub kind: PolicyKind,
+    pub level: PolicyLevel,
+    /// Channel code, `None` for `*`; a channel no action or event has gets a code nothing has.
+    pub channel: Option<u32>,
+    pub threshold: u32,
+    pub window_us: i64,
+    pub suppress_us: i64,
+}
+
+impl CompiledPolicy {
+    /// Whether the candidate is dropped, given the times (ascending, all ≤ now) of the events
+    /// this policy counts for it, and its threshold N.
+    pub fn drops(&self, times: &[i64], threshold: u32, now_us: i64) -> bool {
+        let needed = threshold as usize;
+        match self.kind {
+            PolicyKind::Limit => {
+                if needed == 0 {
+                    return true;
+                }
+                // Events in (now − W, now]: all are ≤ now, so count those after now − W.
+                let start = now_us.saturating_sub(self.window_us);
+                let inside = times.len() - times.partition_point(|&t| t <= start);
+                inside >= needed
+            }
+            PolicyKind::Suppress => {
+                // Two pointers: for each t_j, the events in (t_j − W, t_j] are times[i..=j].
+                let mut i = 0;
+                for (j, &t) in times.iter().enumerate() {
+                    let start = t.saturating_sub(self.window_us);
+                    while times[i] <= start {
+                        i += 1;
+                    }
+                    if j + 1 - i >= needed && now_us < t.saturating_add(self.suppress_us) {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000_000;
+
+    fn policy(
+        kind: PolicyKind,
+        threshold: u32,
+        window_days: f64,
+        suppress_days: f64,
+    ) -> CompiledPolicy {
+        CompiledPolicy {
+            kind,
+            level: PolicyLevel::Customer,
+            channel: None,
+            threshold,
+            window_us: duration_micros(window_days),
+            suppress_us: duration_micros(suppress_days),
+        }
+    }
+
+    #[test]
+    fn seed_example_sixty_days_after_one_within_thirty() {
+        let p = policy(PolicyKind::Suppress, 1, 30.0, 60.0);
+        let now = 1_000 * DAY;
+        let ago = |days: f64| now - duration_micros(days);
+        for days in [1.0, 29.0, 59.99] {
+            assert!(
+                p.drops(&[ago(days)], 1, now),
+                "{days} days ago is suppressed"
+            );
+        }
+        for days in [60.0, 61.0] {
+            assert!(!p.drops(&[ago(days)], 1, now), "{days} days ago is not");
+        }
+    }
+
+    #[test]
+    fn limit_window_is_half_open() {
+        let p = policy(PolicyKind::Limit, 1, 7.0, 0.0);
+        let now = 100 * DAY;
+        assert!(!p.drops(&[now - 7 * DAY], 1, now));
+        assert!(p.drops(&[now - 7 * DAY + 1], 1, now));
+        assert!(p.drops(&[now], 1, now));
+        assert!(p.drops(&[], 0, now), "a threshold of 0 drops everything");
+    }
+
+    #[test]
+    fn suppress_needs_n_events_within_the_window_of_one_of_them() {
+        let p = policy(PolicyKind::Suppress, 2, 1.0, 10.0);
+        let now = 100 * DAY;
+        // Two events exactly one window apart: (t2 − W, t2] excludes t1.
+        assert!(!p.drops(&[now - 3 * DAY, now - 2 * DAY], 2, now));
+        assert!(p.drops(&[now - 3 * DAY, now - 2 * DAY - 1], 2, now));
+        // Suppression ends exactly at t_j + S.
+        assert!(!p.drops(&[now - 10 * DAY - 1, now - 10 * DAY], 2, now));
+        assert!(p.drops(&[now - 10 * DAY, now - 10 * DAY + 1], 2, now));
+    }
+}
+
+/// The contact-policy stage of one call: compiled policies and the indexed history.
+#[derive(Debug)]
+pub(crate) struct PolicyStage {
+    pub policies: Vec<CompiledPolicy>,
+    pub history: Option<History>,
+    /// Per policy: the column of its per-customer threshold, if any.
+    threshold_columns: Vec<Option<String>>,
+}
+
+impl PolicyStage {
+    /// Compiles `policies` against the codes of the run's actions and indexes the history.
+    pub fn prepare(
+        policies: &[ContactPolicy],
+        codes: &Codes,
+        history: Option<&[RecordBatch]>,
+        id_kind: IdKind,
+        now_us: i64,
+    ) -> Result<Self> {
+        let compiled: Vec<CompiledPolicy> = policies
+            .iter()
+            .map(|p| CompiledPolicy {
+                kind: p.kind,
+                level: p.level,
+                channel: p.channel.as_ref().map(|c| codes.get(3, c)),
+                threshold: p.threshold,
+                window_us: duration_micros(p.window_days),
+                suppress_us: p.suppress_days.map_or(0, duration_micros),
+            })
+            .collect();
+        let history = match history {
+            Some(batches) => {
+                let filter = PolicyFilter {
+                    channels: compiled.iter().map(|p| p.channel).collect(),
+                    outcomes: policies.iter().map(|p| p.outcomes.as_slice()).collect(),
+                };
+                Some(History::build(batches, id_kind, codes, &filter, now_us)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            policies: compiled,
+            history,
+            threshold_columns: policies
+                .iter()
+                .map(|p| p.threshold_column.clone())
+                .collect(),
+        })
+    }
+
+    /// Bit set of the policies that apply to an action on channel `channel` (a code).
+    pub fn applicable(&self, channel: u32) -> u64 {
+        self.policies
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.channel.is_none_or(|c| c == channel && c != NO_CODE))
+            .fold(0, |mask, (i, _)| mask | (1 << i))
+    }
+
+    /// The per-customer threshold columns of one batch (`table` names it in errors).
+    pub fn threshold_columns(
+        &self,
+        batch: &RecordBatch,
+        table: &str,
+    ) -> Result<Vec<Option<Int64Array>>> {
+        self.threshold_columns
+            .iter()
+            .map(|column| {
+                let Some(name) = column else { return Ok(None) };
+                let array = batch.column_by_name(name).ok_or_else(|| {
+                    schema_err!("{table}: column {name:?} (a policy's threshold_column) is missing")
+                })?;
+                if !(array.data_type().is_integer() || array.data_type() == &DataType::Null) {
+                    return Err(schema_err!(
+                        "{table}: column {name:?} (a policy's threshold_column) must be integers, got {}",
+                        array.data_type()
+                    ));
+                }
+                let options = arrow_cast::CastOptions { safe: false, ..Default::default() };
+                let cast = arrow_cast::cast_with_options(array, &DataType::Int64, &options)?;
+                Ok(Some(cast.as_primitive::<Int64Type>().clone()))
+            })
+            .collect()
+    }
+
+    /// Fills `thresholds` with each policy's N for the customer in `row`.
+    pub fn thresholds_for(
+        &self,
+        columns: &[Option<Int64Array>],
+        row: usize,
+        customer: &dyn Fn() -> String,
+        thresholds: &mut Vec<u32>,
+    ) -> Result<()> {
+        thresholds.clear();
+        for (policy, column) in self.policies.iter().zip(columns) {
+            let n = match column {
+                Some(values) if values.is_valid(row) => {
+                    let v = values.value(row);
+                    u32::try_from(v).map_err(|_| {
+                        data_err!(
+                            "customer {}: a policy's threshold_column holds {v}, which must be >= 0",
+                            customer()
+                        )
+                    })?
+                }
+                _ => policy.threshold,
+            };
+            thresholds.push(n);
+        }
+        Ok(())
+    }
+
+    /// The first policy (in order) among `applicable` that drops a candidate with the given
+    /// action codes, or `None`. `times` is scratch space.
+    pub fn first_drop(
+        &self,
+        applicable: u64,
+        action: &[u32; 4],
+        events: &[Event],
+        thresholds: &[u32],
+        now_us: i64,
+        times: &mut Vec<i64>,
+    ) -> Option<usize> {
+        for (p, policy) in self.policies.iter().enumerate() {
+            if applicable & (1 << p) == 0 {
+                continue;
+            }
+            times.clear();
+            times.extend(
+                events
+                    .iter()
+                    .filter(|e| {
+                        e.policies & (1 << p) != 0 && level_matches(policy.level, &e.codes, action)
+                    })
+                    .map(|e| e.time),
+            );
+            if policy.drops(times, thresholds[p], now_us) {
+                return Some(p);
+            }
+        }
+        None
+    }
+}
+
+/// Whether an event shares the policy level's field with the candidate's action. A field the
+/// candidate lacks (NULL in `arbitrate`) matches nothing.
+#[inline]
+fn level_matches(level: PolicyLevel, event: &[u32; 4], action: &[u32; 4]) -> bool {
+    let field = match level {
+        PolicyLevel::Action => 0,
+        PolicyLevel::Group => 1,
+        PolicyLevel::Issue => 2,
+        PolicyLevel::Channel => 3,
+        PolicyLevel::Customer => return true,
+    };
+    action[field] != NO_CODE && event[field] == action[field]
+}
+
+/// Checks a set of policies: each valid, names unique, at most 64 (one bit each).
+pub fn validate_policies(policies: &[ContactPolicy]) -> Result<()> {
+    if policies.len() > 64 {
+        return Err(config_err!(
+            "policies: at most 64 contact policies, got {}",
+            policies.len()
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for policy in policies {
+        policy.validate()?;
+        if !names.insert(policy.name.as_str()) {
+            return Err(config_err!(
+                "policies: duplicate policy name {:?}",
+                policy.name
+            ));
+        }
+    }
+    Ok(())
+}
