@@ -10,7 +10,8 @@ arithmetic overflows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -159,19 +160,29 @@ def days_since_expr(name: str, now: datetime, spelling: str) -> Expr:
     return Expr(f"{spelling}({name})", duck, ATOM, "float")
 
 
-@dataclass
 class Grammar:
     """Rule strategies over `RULE_COLUMNS`; `canonical` keeps names exact (for DuckDB) and
-    leaves out the null-typed column."""
+    leaves out the null-typed column.
 
-    now: datetime
-    canonical: bool = False
-    columns_of: dict[str, list[str]] = field(init=False)
+    Strategies are built once per (kind, depth) and cached: building them afresh for every
+    draw costs far more than drawing from them.
+    """
 
-    def __post_init__(self) -> None:
-        self.columns_of = {}
+    def __init__(self, now: datetime, canonical: bool = False) -> None:
+        self.now = now
+        self.canonical = canonical
+        self.columns_of: dict[str, list[str]] = {}
         for name, sql_type in RULE_COLUMNS.items():
             self.columns_of.setdefault(sql_type, []).append(name)
+        self._cache: dict[tuple[str, int], st.SearchStrategy[Any]] = {}
+
+    def _cached(
+        self, kind: str, depth: int, build: Callable[[int], st.SearchStrategy[Any]]
+    ) -> st.SearchStrategy[Any]:
+        key = (kind, depth)
+        if key not in self._cache:
+            self._cache[key] = build(depth)
+        return self._cache[key]
 
     def column(self, sql_type: str) -> st.SearchStrategy[Expr]:
         return st.sampled_from(self.columns_of[sql_type]).flatmap(
@@ -197,7 +208,10 @@ class Grammar:
     def maybe_null(self, strategy: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         return st.one_of(strategy, strategy, strategy, strategy, self.null())
 
-    def integer(self, depth: int) -> st.SearchStrategy[Expr]:
+    def integer(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("integer", depth, self._integer)
+
+    def _integer(self, depth: int) -> st.SearchStrategy[Expr]:
         depth = min(depth, 2)  # at most 4 factors of <= 120: no overflow anywhere
         leaf = st.one_of(self.column("int"), st.integers(0, 120).map(literal))
         if depth <= 0:
@@ -215,7 +229,10 @@ class Grammar:
             sub.map(paren),
         )
 
-    def floating(self, depth: int) -> st.SearchStrategy[Expr]:
+    def floating(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("floating", depth, self._floating)
+
+    def _floating(self, depth: int) -> st.SearchStrategy[Expr]:
         spellings = ["days_since"] if self.canonical else ["days_since", "DAYS_SINCE"]
         floats = st.sampled_from([0.0, 0.5, 1.5, 2.25, 1e-3, 1e300, 30.0, 0.1])
         leaf = st.one_of(
@@ -246,7 +263,10 @@ class Grammar:
             ),
         )
 
-    def text(self, depth: int) -> st.SearchStrategy[Expr]:
+    def text(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("text", depth, self._text)
+
+    def _text(self, depth: int) -> st.SearchStrategy[Expr]:
         words = st.lists(st.sampled_from(STRING_ALPHABET), max_size=3).map("".join)
         leaf = st.one_of(self.column("string"), words.map(literal))
         if depth <= 0:
@@ -258,7 +278,10 @@ class Grammar:
             ),
         )
 
-    def timestamp(self, depth: int) -> st.SearchStrategy[Expr]:
+    def timestamp(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("timestamp", depth, self._timestamp)
+
+    def _timestamp(self, depth: int) -> st.SearchStrategy[Expr]:
         leaf = self.column("timestamp")
         if depth <= 0:
             return leaf
@@ -269,7 +292,10 @@ class Grammar:
             ),
         )
 
-    def comparable(self, depth: int) -> st.SearchStrategy[tuple[Expr, Expr]]:
+    def comparable(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("comparable", depth, self._comparable)
+
+    def _comparable(self, depth: int) -> st.SearchStrategy[tuple[Expr, Expr]]:
         """Two operands a comparison accepts: numbers with numbers, else one type."""
         numbers = st.one_of(self.integer(depth), self.floating(depth))
         pairs = [
@@ -281,7 +307,10 @@ class Grammar:
             pairs.append(st.tuples(self.boolean(depth - 1), self.boolean(depth - 1)))
         return st.one_of(pairs)
 
-    def boolean(self, depth: int) -> st.SearchStrategy[Expr]:
+    def boolean(self, depth: int) -> st.SearchStrategy[Any]:
+        return self._cached("boolean", depth, self._boolean)
+
+    def _boolean(self, depth: int) -> st.SearchStrategy[Expr]:
         leaf = st.one_of(self.column("bool"), st.sampled_from([True, False]).map(literal))
         if depth <= 0:
             return leaf
@@ -335,11 +364,27 @@ class Grammar:
         return st.one_of(self.boolean(depth), self.boolean(depth), self.null())
 
 
+_GRAMMARS: dict[tuple[datetime, bool], Grammar] = {}
+
+
+def grammar_for(now: datetime, canonical: bool) -> Grammar:
+    """The (cached) grammar of rules seen at `now`."""
+    key = (now, canonical)
+    if key not in _GRAMMARS:
+        _GRAMMARS[key] = Grammar(now, canonical)
+    return _GRAMMARS[key]
+
+
 # --- customers ---------------------------------------------------------------------------
 
 INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()]
 ID_INT_TYPES = [pa.int64(), pa.int32(), pa.int16(), pa.uint32(), pa.uint8()]
-STRING_TYPES = [pa.string(), pa.large_string(), pa.string_view(), pa.dictionary(pa.int32(), pa.string())]
+STRING_TYPES = [
+    pa.string(),
+    pa.large_string(),
+    pa.string_view(),
+    pa.dictionary(pa.int32(), pa.string()),
+]
 TIMESTAMP_TYPES = [
     pa.timestamp("us", tz="UTC"),
     pa.timestamp("us"),
@@ -361,9 +406,9 @@ def timestamp_array(micros: list[int | None], data_type: pa.DataType) -> pa.Arra
     """Microsecond instants in `data_type`: whole seconds for `s`, whole days for dates;
     nanosecond columns get a sub-microsecond part that readers must floor away."""
     if pa.types.is_date32(data_type):
-        return pa.array([None if m is None else m // MICROS_PER_DAY for m in micros], pa.int32()).cast(
-            data_type
-        )
+        return pa.array(
+            [None if m is None else m // MICROS_PER_DAY for m in micros], pa.int32()
+        ).cast(data_type)
     unit = data_type.unit
     if unit == "ns":
         raw = [None if m is None else m * 1000 + (m * 7919) % 1000 for m in micros]
@@ -401,7 +446,8 @@ def customers(
     n = draw(st.integers(0, max_rows))
     kind = draw(st.sampled_from(["int", "str"]))
     if kind == "int":
-        pool = st.integers(0, 200) if canonical else st.integers(-50, 200)
+        top = 200 + 5 * max_rows
+        pool = st.integers(0, top) if canonical else st.integers(-50, top)
         ids: list[Any] = draw(st.lists(pool, min_size=n, max_size=n, unique=True))
         id_type = pa.int64() if canonical else draw(st.sampled_from(ID_INT_TYPES))
         if pa.types.is_unsigned_integer(id_type) or id_type == pa.int8():
@@ -416,11 +462,7 @@ def customers(
         id_array = text_array(ids, id_type)
 
     def values(strategy: st.SearchStrategy[Any], null_rate: int = 5) -> list[Any]:
-        return draw(
-            st.lists(
-                st.one_of(st.none(), *[strategy] * null_rate), min_size=n, max_size=n
-            )
-        )
+        return draw(st.lists(st.one_of(st.none(), *[strategy] * null_rate), min_size=n, max_size=n))
 
     columns: dict[str, pa.Array] = {"customer_id": id_array}
     for name in ("age", "kids"):
@@ -552,9 +594,7 @@ def probability() -> st.SearchStrategy[float]:
 
 
 @st.composite
-def long_propensities(
-    draw: st.DrawFn, people: Customers, catalog: Catalog
-) -> pa.Table:
+def long_propensities(draw: st.DrawFn, people: Customers, catalog: Catalog) -> pa.Table:
     """Some (customer, action) pairs, with NULL propensities (which never clash with a pair),
     rows for customers the table lacks, in random order."""
     action_ids = catalog.ids
@@ -591,11 +631,11 @@ def long_propensities(
 
 
 @st.composite
-def propensity_matrix(
-    draw: st.DrawFn, people: Customers, catalog: Catalog
-) -> np.ndarray[Any, Any]:
+def propensity_matrix(draw: st.DrawFn, people: Customers, catalog: Catalog) -> np.ndarray[Any, Any]:
     shape = (len(people.ids), len(catalog.actions))
-    values = draw(st.lists(probability(), min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]))
+    values = draw(
+        st.lists(probability(), min_size=shape[0] * shape[1], max_size=shape[0] * shape[1])
+    )
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     return np.array(values, dtype=np.float64).reshape(shape).astype(dtype)
 
@@ -668,18 +708,26 @@ def candidates(draw: st.DrawFn) -> tuple[pa.Table, list[dict[str, Any]] | None]:
 
     def column(strategy: st.SearchStrategy[Any], null_weight: int = 1) -> list[Any]:
         return draw(
-            st.lists(st.one_of(*[st.none()] * null_weight, strategy, strategy), min_size=n, max_size=n)
+            st.lists(
+                st.one_of(*[st.none()] * null_weight, strategy, strategy), min_size=n, max_size=n
+            )
         )
 
     table: dict[str, pa.Array] = {
-        "customer_id": pa.array([p[0] for p in pairs], pa.int64() if kind == "int" else pa.string()),
+        "customer_id": pa.array(
+            [p[0] for p in pairs], pa.int64() if kind == "int" else pa.string()
+        ),
         "action_id": pa.array([p[1] for p in pairs], pa.string()),
         "propensity": pa.array(column(st.sampled_from(PROPENSITIES)), pa.float64()),
     }
     for name in ("value", "context_weight", "lever"):
         if draw(st.booleans()):
             data_type = draw(st.sampled_from([pa.float64(), pa.float32(), pa.int64()]))
-            pool = st.sampled_from([0, 1, 2, 3]) if data_type == pa.int64() else st.sampled_from(FACTORS)
+            pool = (
+                st.sampled_from([0, 1, 2, 3])
+                if data_type == pa.int64()
+                else st.sampled_from(FACTORS)
+            )
             table[name] = pa.array(column(pool), data_type)
     for name in ("issue", "group", "channel", "treatment"):
         if draw(st.booleans()):
@@ -720,7 +768,7 @@ class Scenario:
 @st.composite
 def scenarios(draw: st.DrawFn, *, canonical: bool = False, max_rows: int = 12) -> Scenario:
     now = draw(st.sampled_from([NOW, NOW + timedelta(microseconds=1), NOW - timedelta(days=1)]))
-    grammar = Grammar(now, canonical=canonical)
+    grammar = grammar_for(now, canonical)
     people = draw(customers(canonical=canonical, max_rows=max_rows))
     catalog = draw(catalogs(grammar))
     now_arg = draw(
@@ -749,7 +797,6 @@ SYNTAX_ERRORS = [
     "age ILIKE 'a'",
     "age % 2 = 0",
     "state || 'x' = 'y'",
-    "age == 1",
     "9223372036854775808 > age",
     "days_since(signup + 1) > 1",
     "days_since(signup, last_seen) > 1",
@@ -763,11 +810,12 @@ SYNTAX_ERRORS = [
     "age BETWEEN 1",
     "NOT",
     "age > 1 AND",
-    "\"age > 1",
+    '"age > 1',
     "age > 1 age",
     "age IN (1, 2",
     "age >",
     "a.b = 1",
+    "+age = 1",  # only unary minus is in the subset
 ]
 BIND_ERRORS = [
     "age = 'x'",
@@ -802,6 +850,8 @@ OVERFLOWS = [  # every customer overflows: a DataError whenever there is a custo
     "-(-9223372036854775807 - 1) > 0",
     "4611686018427387904 * 2 > 0",
     "COALESCE(age, 0) + 9223372036854775807 * 2 > 0",
+    "COALESCE(1, 9223372036854775807 + 1) > 0",  # COALESCE evaluates every argument
+    "COALESCE(kids, age) IS NULL OR 1 IN (1, 9223372036854775807 * 3)",
 ]
 VALID_EDGES = [  # look suspicious, but are fine
     "-9223372036854775808 < COALESCE(age, 0)",
@@ -815,10 +865,31 @@ VALID_EDGES = [  # look suspicious, but are fine
     "score / 0 > 1",
     "0 / 0 = 0 / 0",
     "-- comment\n age > 1 /* another */",
-    "\"age\" > 1",
+    '"age" > 1',
     "AGE > 1 and Vip",
-    "days_since(\"signup\") > 1e400",
+    'days_since("signup") > 1e400',
+    "age > 1 /* a /* nested */ comment */",  # DuckDB (the arbiter) nests block comments
 ]
+
+
+RULE_BUGS: dict[str, tuple[str, str]] = {
+    # rule: (the engine that gets it wrong, what goes wrong). The property test leaves these
+    # out (so that it keeps guarding the rest); test_errors.py marks them xfail(strict=True).
+    "days_since(signup + 1) > 1": (
+        "rust",
+        "days_since with a non-column argument parses; RuleError only at decide (bind)",
+    ),
+    "NOT": ("rust", "a lone NOT parses as a column named NOT; RuleError only at decide"),
+    "+age = 1": ("rust", "unary plus is accepted, but only unary minus is in the subset"),
+    "COALESCE(1, 9223372036854775807 + 1) > 0": (
+        "rust",
+        "COALESCE short-circuits: an overflow in a later argument is not raised",
+    ),
+    "age > 1 /* a /* nested */ comment */": (
+        "reference",
+        "block comments do not nest in the reference tokenizer; DuckDB nests them",
+    ),
+}
 
 
 @st.composite
@@ -833,4 +904,4 @@ def faulty_rule(draw: st.DrawFn) -> tuple[str, str]:
         "overflow": OVERFLOWS,
         "valid": VALID_EDGES,
     }[where]
-    return draw(st.sampled_from(pool)), where
+    return draw(st.sampled_from([rule for rule in pool if rule not in RULE_BUGS])), where

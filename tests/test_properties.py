@@ -27,11 +27,11 @@ from nba_fast import DataError, NbaFastError, RuleError
 
 from tests.conftest import NOW, assert_same_result, batches_of, funnel_rows, guarded
 from tests.strategies import (
-    Grammar,
     Scenario,
     candidates,
     customers,
     faulty_rule,
+    grammar_for,
     scenarios,
 )
 
@@ -83,7 +83,9 @@ def show(scenario: Scenario) -> None:
     note(f"customers:\n{scenario.people.table}")
     note(f"catalog: {scenario.catalog.actions}")
     props = scenario.propensities
-    note(f"propensities:\n{props if isinstance(props, np.ndarray) else props and props.to_pylist()}")
+    note(
+        f"propensities:\n{props if isinstance(props, np.ndarray) else props and props.to_pylist()}"
+    )
     dnc = scenario.do_not_contact
     note(f"do_not_contact: {None if dnc is None else dnc.to_pylist()}")
     note(f"max_per_customer={scenario.max_per_customer} now={scenario.now_arg!r}")
@@ -149,21 +151,24 @@ def test_arbitrate_matches_reference(case: tuple[pa.Table, Any], max_per_custome
 # --- rules against DuckDB ------------------------------------------------------------------------
 
 
+DUCKDB = duckdb.connect()
+
+
 def duckdb_selects(table: pa.Table, rule_sql: str) -> list[Any]:
-    connection = duckdb.connect()
+    """The customer_id of each row of `table` for which DuckDB finds `rule_sql` TRUE."""
+    DUCKDB.register("t", table)
     try:
-        connection.register("t", table)
-        query = f"SELECT customer_id FROM t WHERE ({rule_sql}) ORDER BY customer_id"
-        return [row[0] for row in connection.sql(query).fetchall()]
+        rows = DUCKDB.sql(f"SELECT customer_id FROM t WHERE ({rule_sql})").fetchall()
     finally:
-        connection.close()
+        DUCKDB.unregister("t")
+    return [row[0] for row in rows]
 
 
 @st.composite
 def rule_cases(draw: st.DrawFn) -> tuple[pa.Table, Any, Any]:
     now = draw(st.sampled_from([NOW, NOW.replace(microsecond=123_457)]))
     people = draw(customers(canonical=True, max_rows=15, contact_columns=False))
-    rule = draw(Grammar(now, canonical=True).rule(depth=3))
+    rule = draw(grammar_for(now, True).rule(depth=3))
     return people.table, rule, now
 
 
@@ -258,7 +263,11 @@ def blocked(scenario: Scenario, row: int, channel: str) -> bool:
             return True
         if address is not None and listed_channel == channel and address == mine:
             return True
-        if listed_channel == "*" and address in (people.emails[row], people.phones[row]):
+        if (
+            listed_channel == "*"
+            and address is not None
+            and (address in (people.emails[row], people.phones[row]))
+        ):
             return True
     return False
 
@@ -324,7 +333,9 @@ def test_threads_and_batches_do_not_matter(scenario: Scenario, data: Any) -> Non
     engine = scenario.engine(RUST, threads=4, batch_rows=3)
     variants["stream"] = guarded(lambda: scenario.decide(engine, batches_of(table, sizes)))
     variants["record batches"] = guarded(
-        lambda: scenario.decide(engine, pa.Table.from_batches(batches_of(table, sizes)))
+        lambda: scenario.decide(
+            engine, pa.Table.from_batches(list(batches_of(table, sizes)), schema=table.schema)
+        )
     )
     for name, outcome in variants.items():
         note(f"variant {name}")
@@ -336,9 +347,7 @@ def test_arbitrate_threads_do_not_matter(case: tuple[pa.Table, Any]) -> None:
     table, catalog = case
     one = guarded(lambda: RUST(catalog, threads=1, max_per_customer=2).arbitrate(table, now=NOW))
     four = guarded(
-        lambda: RUST(catalog, threads=4, batch_rows=1, max_per_customer=2).arbitrate(
-            table, now=NOW
-        )
+        lambda: RUST(catalog, threads=4, batch_rows=1, max_per_customer=2).arbitrate(table, now=NOW)
     )
     assert_same_outcome(four, one)
 

@@ -467,17 +467,30 @@ def test_id_types_are_normalised() -> None:
     assert picks(strings) == [("x", "a", 1), ("y", "a", 1)]
 
 
-def test_history_is_ignored() -> None:
+def test_history_without_policies_is_checked_and_changes_nothing() -> None:
     engine = Engine([act("a", "push", default_propensity=0.5)])
-    result = engine.decide(pa.table({"customer_id": [1]}), history=object(), now=NOW)
+    history = pa.table(
+        {
+            "customer_id": [1],
+            "action_id": ["a"],
+            "issue": ["Sales"],
+            "group": ["Cards"],
+            "channel": ["push"],
+            "outcome": ["sent"],
+            "timestamp": pa.array([NOW], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    result = engine.decide(pa.table({"customer_id": [1]}), history=history, now=NOW)
     assert picks(result) == [(1, "a", 1)]
+    with pytest.raises(SchemaError, match=r"history: expected an Arrow table"):
+        engine.decide(pa.table({"customer_id": [1]}), history=object(), now=NOW)
 
 
 # --- errors --------------------------------------------------------------------------------
 
 
 def test_engine_options() -> None:
-    with pytest.raises(ConfigError, match=r"contact policies are not implemented yet"):
+    with pytest.raises(ConfigError, match=r"policy 'p': missing required key 'kind'"):
         Engine(CATALOG, policies=[{"name": "p"}])
     with pytest.raises(ConfigError, match=r"volume caps are not implemented yet"):
         Engine(CATALOG, caps=[{"scope": "all", "max": 1}])

@@ -13,7 +13,7 @@ import warnings
 from nba_fast import _core
 from nba_fast._core import ConfigError, DataError, NbaFastError, RuleError, SchemaError
 from nba_fast.api import DecisionResult, Engine
-from nba_fast.config import Action, load_catalog
+from nba_fast.config import Action, ContactPolicy, load_catalog, load_policies
 
 __version__: str = _core.__version__
 
@@ -28,6 +28,7 @@ if _core.DEBUG_BUILD:
 __all__ = [
     "Action",
     "ConfigError",
+    "ContactPolicy",
     "DataError",
     "DecisionResult",
     "Engine",
@@ -35,4 +36,5 @@ __all__ = [
     "RuleError",
     "SchemaError",
     "load_catalog",
+    "load_policies",
 ]

@@ -33,6 +33,7 @@ class Engine:
         cls,
         catalog: Any,
         *,
+        policies: list[Any] = ...,
         max_per_customer: int = 1,
         batch_rows: int = 32768,
         threads: int | None = None,
@@ -45,6 +46,9 @@ class Engine:
         propensities: Any = None,
         propensity_matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None,
         do_not_contact: Any = None,
+        history: Any = None,
     ) -> tuple[pa.Table, pa.Table]: ...
-    def arbitrate(self, candidates: Any, *, now_us: int) -> tuple[pa.Table, pa.Table]: ...
+    def arbitrate(
+        self, candidates: Any, *, now_us: int, history: Any = None
+    ) -> tuple[pa.Table, pa.Table]: ...
     def __len__(self) -> int: ...

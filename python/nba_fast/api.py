@@ -17,7 +17,13 @@ import pyarrow as pa
 
 from nba_fast import _core
 from nba_fast._core import ConfigError, SchemaError
-from nba_fast.config import catalog_to_arrow, load_catalog, to_epoch_micros
+from nba_fast.config import (
+    ContactPolicy,
+    catalog_to_arrow,
+    load_catalog,
+    load_policies,
+    to_epoch_micros,
+)
 
 __all__ = ["DecisionResult", "Engine"]
 
@@ -56,7 +62,8 @@ class Engine:
 
     Args:
         catalog: a TOML file path, an Arrow table with the action fields, or a list of dicts.
-        policies: contact policies (not implemented yet: must be empty).
+        policies: contact policies (dicts with the keys of docs/semantics.md, or
+            `ContactPolicy`), applied in order over the interaction history.
         caps: volume caps (not implemented yet: must be empty).
         max_per_customer: actions selected per customer (rank <= this).
         threads: worker threads (default: ``NBA_FAST_THREADS`` or the number of cores).
@@ -86,14 +93,12 @@ class Engine:
         self,
         catalog: str | os.PathLike[str] | pa.Table | Sequence[Mapping[str, Any]] | None,
         *,
-        policies: Sequence[Mapping[str, Any]] | None = None,
+        policies: Sequence[Mapping[str, Any] | ContactPolicy] | None = None,
         caps: Sequence[Mapping[str, Any]] | None = None,
         max_per_customer: int = 1,
         threads: int | None = None,
         batch_rows: int = 32_768,
     ) -> None:
-        if policies:
-            raise ConfigError("policies: contact policies are not implemented yet (issue #3)")
         if caps:
             raise ConfigError("caps: volume caps are not implemented yet (issue #4)")
         for name, value in (("max_per_customer", max_per_customer), ("batch_rows", batch_rows)):
@@ -104,9 +109,11 @@ class Engine:
         ):
             raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
         self.actions = load_catalog(catalog) if catalog is not None else []
+        self.policies = load_policies(policies)
         self.max_per_customer = max_per_customer
         self._engine = _core.Engine(
             catalog_to_arrow(self.actions),
+            policies=self.policies,
             max_per_customer=max_per_customer,
             batch_rows=batch_rows,
             threads=threads,
@@ -129,14 +136,14 @@ class Engine:
             propensities: a long table (``customer_id``, ``action_id``, ``propensity``) or a
                 2-D array (customers x actions, catalog order); ``None`` uses default
                 propensities.
-            history: interaction history (used by contact policies; ignored until they exist).
+            history: interaction history (``customer_id``, ``action_id``, ``issue``,
+                ``group``, ``channel``, ``outcome``, ``timestamp``) read by the contact policies.
             do_not_contact: ``channel`` with ``customer_id`` and/or ``address``.
             now: the decision time (naive = UTC); default: the current time.
 
         Returns:
             The decisions and the funnel.
         """
-        del history  # read by contact policies, which are not implemented yet
         if not self.actions:
             raise ConfigError("decide needs a catalog with at least one action")
         table: Any = None
@@ -161,6 +168,7 @@ class Engine:
             do_not_contact=None
             if do_not_contact is None
             else _arrow(do_not_contact, "do_not_contact"),
+            history=None if history is None else _arrow(history, "history"),
         )
         return DecisionResult(decisions=decisions, funnel=funnel)
 
@@ -173,14 +181,15 @@ class Engine:
             candidates: ``customer_id``, ``action_id``, ``propensity`` and optional ``value``,
                 ``context_weight``, ``lever``, ``issue``, ``group``, ``channel``, ``treatment``
                 overriding the catalog.
-            history: interaction history (used by contact policies; ignored until they exist).
+            history: interaction history read by the contact policies.
             now: the decision time (naive = UTC); default: the current time.
 
         Returns:
             The decisions and the funnel.
         """
-        del history
         decisions, funnel = self._engine.arbitrate(
-            _arrow(candidates, "candidates"), now_us=to_epoch_micros(now)
+            _arrow(candidates, "candidates"),
+            now_us=to_epoch_micros(now),
+            history=None if history is None else _arrow(history, "history"),
         )
         return DecisionResult(decisions=decisions, funnel=funnel)

@@ -1,10 +1,14 @@
-"""The action catalog: loading, validation and conversion, shared by every engine.
+"""The action catalog and the contact policies: loading, validation and conversion, shared by
+every engine.
 
 A catalog comes from a TOML file of ``[[action]]`` tables, an Arrow table whose columns are the
 action fields, or a list of dicts (or `Action` objects). Whatever the source, it ends up as a
 validated ``list[Action]`` in catalog order; `catalog_to_arrow` turns that into the one Arrow
 layout (`CATALOG_SCHEMA`) that the Rust engine reads. Eligibility rules are kept as text here:
 the engines parse them.
+
+Contact policies (a list of dicts or `ContactPolicy` objects) are validated by `load_policies`
+into a ``list[ContactPolicy]`` in the order given.
 
 Example:
     >>> from nba_fast.config import load_catalog
@@ -21,7 +25,7 @@ import numbers
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import KW_ONLY, dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -32,9 +36,16 @@ from nba_fast._core import ConfigError
 
 __all__ = [
     "CATALOG_SCHEMA",
+    "MAX_POLICIES",
+    "MAX_THRESHOLD",
+    "POLICY_KINDS",
+    "POLICY_LEVELS",
     "Action",
+    "ContactPolicy",
     "catalog_to_arrow",
+    "duration_micros",
     "load_catalog",
+    "load_policies",
     "to_epoch_micros",
 ]
 
@@ -377,4 +388,245 @@ def _instant(label: str, name: str, value: Any) -> datetime:
     raise ConfigError(
         f"{label}: field {name!r} must be a date-time (TOML datetime or ISO 8601 string), "
         f"got {type(value).__name__}"
+    )
+
+
+# --- contact policies ----------------------------------------------------------------------
+
+POLICY_KINDS: tuple[str, ...] = ("suppress", "limit")
+"""``suppress``: "if N outcomes within W days, suppress for S days"; ``limit``: "at most N
+within the last W days"."""
+
+POLICY_LEVELS: tuple[str, ...] = ("action", "group", "issue", "channel", "customer")
+"""What a history event must share with a candidate's action to count (``customer``: nothing)."""
+
+MAX_POLICIES = 64
+"""The most contact policies one engine takes (the Rust engine keeps one bit per policy)."""
+
+MAX_THRESHOLD = 2**32 - 1
+"""The largest `ContactPolicy.threshold` (an unsigned 32-bit integer in the Rust engine)."""
+
+_MICROS_PER_DAY = 86_400_000_000.0
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPolicy:
+    """One contact policy (docs/semantics.md, "Contact policies"); fields after `level` are
+    keyword-only.
+
+    Attributes:
+        name: unique among the engine's policies; its drops count as ``suppressed:NAME``.
+        kind: ``suppress`` or ``limit``.
+        level: ``action``, ``group``, ``issue``, ``channel`` or ``customer``: what a history
+            event must share with the candidate's action to count.
+        channel: the channel it applies to and counts events on; ``*`` for all.
+        outcomes: the history outcomes it counts.
+        threshold: N >= 1.
+        window_days: W > 0 (finite).
+        suppress_days: S >= 0 (finite); required for ``suppress``, None for ``limit``.
+        threshold_column: an integer column giving N per customer (``limit`` only).
+
+    Constructing one checks nothing; `load_policies` (which every `Engine` calls) does.
+
+    Example:
+        >>> policy = ContactPolicy("cooldown", "suppress", "group", channel="email",
+        ...                        outcomes=("sent",), threshold=1, window_days=30,
+        ...                        suppress_days=60)
+        >>> load_policies([policy])[0].window_days
+        30.0
+    """
+
+    name: str
+    kind: str
+    level: str
+    _: KW_ONLY
+    channel: str = "*"
+    outcomes: tuple[str, ...]
+    threshold: int
+    window_days: float
+    suppress_days: float | None = None
+    threshold_column: str | None = None
+
+
+_POLICY_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ContactPolicy))
+
+
+def duration_micros(days: float) -> int:
+    """A duration of `days` days in whole microseconds: the float product
+    ``days * 86_400_000_000.0`` rounded half to even, saturated to the int64 range (as Rust's
+    ``as i64`` does).
+
+    Raises:
+        ValueError: `days` is NaN.
+
+    Example:
+        >>> duration_micros(30)
+        2592000000000
+        >>> [duration_micros(us / 86_400_000_000) for us in (0.5, 1.5, 2.5)]  # ties to even
+        [0, 2, 2]
+    """
+    product = float(days) * _MICROS_PER_DAY
+    if math.isnan(product):
+        raise ValueError("a duration must not be NaN")
+    if math.isinf(product):
+        return _INT64_MAX if product > 0 else _INT64_MIN
+    return max(_INT64_MIN, min(_INT64_MAX, round(product)))
+
+
+def load_policies(
+    policies: Sequence[Mapping[str, Any] | ContactPolicy] | None,
+) -> list[ContactPolicy]:
+    """Validates contact policies.
+
+    Args:
+        policies: a list of dicts with the keys of `ContactPolicy` (a key set to None counts as
+            absent), or `ContactPolicy` objects; None means none.
+
+    Returns:
+        The policies in the order given, with `outcomes` as a tuple and durations as floats.
+
+    Raises:
+        ConfigError: an unknown or missing key, a wrong type, an empty name, an unknown kind or
+            level, empty outcomes, a threshold outside [1, 2**32 - 1], W <= 0, S < 0 or a
+            non-finite duration, ``suppress_days`` on a ``limit``, ``threshold_column`` on a
+            ``suppress``, a duplicate name, or more than `MAX_POLICIES` policies. The message
+            names the policy and the key.
+
+    Example:
+        >>> [p] = load_policies([{"name": "weekly", "kind": "limit", "level": "customer",
+        ...                       "outcomes": ["sent"], "threshold": 2, "window_days": 7}])
+        >>> p.channel, p.outcomes, p.suppress_days
+        ('*', ('sent',), None)
+    """
+    if policies is None:
+        return []
+    if not isinstance(policies, Sequence) or isinstance(policies, str | bytes | bytearray):
+        raise ConfigError(
+            "policies: expected a list of dicts or ContactPolicy objects, "
+            f"got {type(policies).__name__}"
+        )
+    if len(policies) > MAX_POLICIES:
+        raise ConfigError(f"policies: at most {MAX_POLICIES} contact policies, got {len(policies)}")
+    loaded = [_validate_policy(entry, position) for position, entry in enumerate(policies)]
+    first_seen: dict[str, int] = {}
+    for position, policy in enumerate(loaded):
+        if policy.name in first_seen:
+            raise ConfigError(
+                f"policy {policy.name!r}: key 'name': duplicate name (policies "
+                f"#{first_seen[policy.name] + 1} and #{position + 1} share it)"
+            )
+        first_seen[policy.name] = position
+    return loaded
+
+
+def _validate_policy(entry: Any, position: int) -> ContactPolicy:
+    """One policy (a mapping or a `ContactPolicy`) checked and converted."""
+    if isinstance(entry, ContactPolicy):
+        entry = {name: getattr(entry, name) for name in _POLICY_KEYS}
+    if not isinstance(entry, Mapping):
+        raise ConfigError(
+            f"policy #{position + 1}: expected a dict of keys or a ContactPolicy, "
+            f"got {type(entry).__name__}"
+        )
+    raw_name = entry.get("name")
+    label = (
+        f"policy {raw_name!r}"
+        if isinstance(raw_name, str) and raw_name
+        else f"policy #{position + 1}"
+    )
+    for key in entry:
+        if key not in _POLICY_KEYS:
+            raise ConfigError(f"{label}: unknown key {key!r} (known: {', '.join(_POLICY_KEYS)})")
+
+    def required(key: str) -> Any:
+        value = entry.get(key)
+        if value is None:
+            raise ConfigError(f"{label}: missing required key {key!r}")
+        return value
+
+    def text(key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label}: key {key!r} must be a string, got {type(value).__name__}")
+        return value
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = text(key, required(key))
+        if value not in allowed:
+            options = ", ".join(repr(a) for a in allowed)
+            raise ConfigError(f"{label}: key {key!r} must be one of {options}, got {value!r}")
+        return value
+
+    def days(key: str, value: Any, *, positive: bool) -> float:
+        is_bool = isinstance(value, bool) or type(value).__name__ == "bool_"
+        if is_bool or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{label}: key {key!r} must be a number, got {type(value).__name__}")
+        try:
+            result = float(value)
+        except OverflowError:  # an int too large for a double
+            result = math.inf
+        ok = math.isfinite(result) and (result > 0.0 if positive else result >= 0.0)
+        if not ok:
+            bound = "> 0" if positive else ">= 0"
+            raise ConfigError(f"{label}: key {key!r} must be finite and {bound}, got {value!r}")
+        return result
+
+    name = text("name", required("name"))
+    if name == "":
+        raise ConfigError(f"{label}: key 'name' must not be empty")
+    kind = choice("kind", POLICY_KINDS)
+    level = choice("level", POLICY_LEVELS)
+    channel_value = entry.get("channel")
+    channel = "*" if channel_value is None else text("channel", channel_value)
+
+    raw_outcomes = required("outcomes")
+    if not isinstance(raw_outcomes, Sequence) or isinstance(raw_outcomes, str | bytes | bytearray):
+        raise ConfigError(
+            f"{label}: key 'outcomes' must be a list of strings, got {type(raw_outcomes).__name__}"
+        )
+    for outcome in raw_outcomes:
+        if not isinstance(outcome, str):
+            raise ConfigError(
+                f"{label}: key 'outcomes' must be a list of strings, "
+                f"got {type(outcome).__name__} {outcome!r} in it"
+            )
+    outcomes = tuple(raw_outcomes)
+    if not outcomes:
+        raise ConfigError(f"{label}: key 'outcomes' must not be empty")
+
+    raw_threshold = required("threshold")
+    is_bool = isinstance(raw_threshold, bool) or type(raw_threshold).__name__ == "bool_"
+    if is_bool or not isinstance(raw_threshold, numbers.Integral):
+        raise ConfigError(
+            f"{label}: key 'threshold' must be an integer, got {type(raw_threshold).__name__}"
+        )
+    threshold = int(raw_threshold)
+    if not 1 <= threshold <= MAX_THRESHOLD:
+        raise ConfigError(
+            f"{label}: key 'threshold' must be an integer in [1, {MAX_THRESHOLD}], got {threshold}"
+        )
+
+    window_days = days("window_days", required("window_days"), positive=True)
+    raw_suppress = entry.get("suppress_days")
+    suppress_days: float | None = None
+    if kind == "suppress":
+        if raw_suppress is None:
+            raise ConfigError(f"{label}: missing required key 'suppress_days' (kind 'suppress')")
+        suppress_days = days("suppress_days", raw_suppress, positive=False)
+    elif raw_suppress is not None:
+        raise ConfigError(f"{label}: key 'suppress_days' is only for kind 'suppress'")
+    raw_column = entry.get("threshold_column")
+    threshold_column = None if raw_column is None else text("threshold_column", raw_column)
+    if threshold_column is not None and kind != "limit":
+        raise ConfigError(f"{label}: key 'threshold_column' is only for kind 'limit'")
+    return ContactPolicy(
+        name,
+        kind,
+        level,
+        channel=channel,
+        outcomes=outcomes,
+        threshold=threshold,
+        window_days=window_days,
+        suppress_days=suppress_days,
+        threshold_column=threshold_column,
     )

@@ -6,7 +6,8 @@ tests compare the Rust engine with, and the baseline of the benchmarks: clear be
 
 Modules: `rules` (tokenizer and parser of the SQL subset), `bind` (column resolution and type
 checking), `evaluate` (three-valued evaluation), `inputs` (reading and checking Arrow inputs),
-`contact` (contactability), `output` (the decisions and funnel tables), `engine` (the stages).
+`contact` (contactability), `policies` (contact policies and the interaction history),
+`output` (the decisions and funnel tables), `engine` (the stages).
 """
 
 from nba_fast.reference.engine import Engine, Result

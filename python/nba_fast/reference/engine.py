@@ -1,7 +1,8 @@
 """The reference `Engine`: DESIGN.md §3-4 and docs/semantics.md in plain Python.
 
-`decide` walks every customer x catalog action through the stages in order; the first stage
-that rejects a candidate is its one drop reason. The survivors are scored by
+`decide` walks every customer x catalog action through the stages in order (activity,
+eligibility, contactability, contact policies, propensity); the first stage that rejects a
+candidate is its one drop reason. The survivors are scored by
 ``((propensity * value) * context_weight) * lever``, ranked within the customer by priority
 descending and action_id ascending, and the top ``max_per_customer`` are selected.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from nba_fast._core import ConfigError, DataError, RuleError
-from nba_fast.config import Action, load_catalog, to_epoch_micros
+from nba_fast.config import Action, ContactPolicy, load_catalog, load_policies, to_epoch_micros
 from nba_fast.reference.bind import bind_rule
 from nba_fast.reference.contact import Contactability
 from nba_fast.reference.evaluate import Value, evaluate
@@ -35,7 +36,8 @@ from nba_fast.reference.inputs import (
     read_table,
     show_id,
 )
-from nba_fast.reference.output import Decision, Funnel, decisions_table
+from nba_fast.reference.output import Decision, Funnel, decisions_table, suppressed_stage
+from nba_fast.reference.policies import PolicyStage, Target, show_who
 from nba_fast.reference.rules import Expr, RuleSyntaxError, parse_rule
 
 __all__ = ["Engine", "Result"]
@@ -107,12 +109,13 @@ class Engine:
     Args:
         catalog: a TOML file path, an Arrow table with the action fields, a list of dicts
             (see `nba_fast.config.load_catalog`), or None (only for `arbitrate`).
-        policies: contact policies (not implemented yet: must be empty).
+        policies: contact policies, dicts or `ContactPolicy` objects (see
+            `nba_fast.config.load_policies`), applied in order.
         caps: volume caps (not implemented yet: must be empty).
         max_per_customer: actions selected per customer (rank <= this), at least 1.
 
     Raises:
-        ConfigError: policies or caps given, max_per_customer < 1, or a bad catalog.
+        ConfigError: a bad policy, caps given, max_per_customer < 1, or a bad catalog.
         RuleError: an eligibility rule does not parse.
 
     Example:
@@ -136,12 +139,11 @@ class Engine:
         self,
         catalog: Any,
         *,
-        policies: Sequence[Mapping[str, Any]] | None = None,
+        policies: Sequence[Mapping[str, Any] | ContactPolicy] | None = None,
         caps: Sequence[Mapping[str, Any]] | None = None,
         max_per_customer: int = 1,
     ) -> None:
-        if policies:
-            raise ConfigError("policies: contact policies are not implemented yet")
+        self.policies: list[ContactPolicy] = load_policies(policies)
         if caps:
             raise ConfigError("caps: volume caps are not implemented yet")
         if (
@@ -181,7 +183,8 @@ class Engine:
             customers: one row per customer (any Arrow table or stream).
             propensities: a long table (customer_id, action_id, propensity), a 2-D array
                 (customers x catalog actions), or None (default propensities only).
-            history: interaction history (read by contact policies; ignored until they exist).
+            history: interaction history (customer_id, action_id, issue, group, channel,
+                outcome, timestamp) that the contact policies count; checked whenever given.
             do_not_contact: a table of channel with customer_id and/or address.
             now: the decision time (naive = UTC); default: the current time.
 
@@ -193,9 +196,9 @@ class Engine:
             SchemaError: a missing or mistyped column.
             RuleError: a rule names an unknown column or mixes types.
             DataError: a bad value (null or duplicate customer_id, a propensity outside
-                [0, 1], an int64 overflow in a rule, a non-finite priority, ...).
+                [0, 1], an int64 overflow in a rule, a negative threshold_column value, a
+                non-finite priority, a NULL history customer_id or timestamp, ...).
         """
-        del history  # read by contact policies, which are not implemented yet
         if not self.actions:
             raise ConfigError("decide needs a catalog with at least one action")
         if isinstance(propensities, np.ndarray):
@@ -213,6 +216,8 @@ class Engine:
             bound.append(bound_rule)
             read_columns |= rule_columns
         contact = Contactability(self.actions, table, do_not_contact, kind)
+        policies = PolicyStage(self.policies, history, kind, now_us)
+        threshold_columns = policies.threshold_columns(table, "customers")
         given: dict[tuple[CustomerId, str], float] = {}
         if propensities is not None and not isinstance(propensities, np.ndarray):
             given = read_long_propensities(propensities, self.actions, kind)
@@ -225,7 +230,7 @@ class Engine:
         except DataError as err:
             raise DataError(f"customers: {err}") from err
 
-        funnel = Funnel()
+        funnel = Funnel([policy.name for policy in self.policies])
         decisions: list[Decision] = []
         active = [_is_active(action, now_us) for action in self.actions]
         for row, customer_id in enumerate(ids):
@@ -235,6 +240,9 @@ class Engine:
                 self._eligible(action, rule, values, now_us, customer_id)
                 for action, rule in zip(self.actions, bound, strict=True)
             ]
+            thresholds = policies.thresholds(
+                threshold_columns, row, show_who(customer_id), "customers"
+            )
             scored: list[_Scored] = []
             for a, action in enumerate(self.actions):
                 funnel.count("candidate", action.id)
@@ -250,6 +258,11 @@ class Engine:
                     funnel.count(reason, action.id)
                     continue
                 funnel.count("contactable", action.id)
+                target = Target(action.id, action.group, action.issue, action.channel)
+                dropped_by = policies.first_drop(customer_id, target, thresholds)
+                if dropped_by is not None:
+                    funnel.count(suppressed_stage(dropped_by), action.id)
+                    continue
                 funnel.count("not_suppressed", action.id)
                 p = given.get((customer_id, action.id), action.default_propensity)
                 if p is None:
@@ -287,15 +300,17 @@ class Engine:
     def arbitrate(
         self, candidates: Any, *, history: Any = None, now: datetime | None = None
     ) -> Result:
-        """Ranks already-expanded candidates (Pega's shape) and selects per customer.
+        """Applies the contact policies to already-expanded candidates (Pega's shape), ranks
+        the rest and selects per customer.
 
         The candidates are taken as eligible and contactable; the catalog only supplies what a
-        row leaves NULL or out (factors default to 1.0, strings to NULL without it).
+        row leaves NULL or out (factors default to 1.0, strings to NULL without it). A
+        policy's ``threshold_column`` is read from each candidate row.
 
         Args:
             candidates: customer_id, action_id, propensity, and optional value,
                 context_weight, lever, issue, group, channel, treatment.
-            history: interaction history (read by contact policies; ignored until they exist).
+            history: interaction history that the contact policies count (see `decide`).
             now: the decision time (naive = UTC); default: the current time.
 
         Returns:
@@ -304,23 +319,43 @@ class Engine:
         Raises:
             SchemaError: a missing or mistyped column.
             DataError: a null customer_id or action_id, a duplicate pair, a propensity outside
-                [0, 1], a negative or non-finite factor, a non-finite priority.
+                [0, 1], a negative or non-finite factor, a negative threshold_column value, a
+                non-finite priority, a NULL history customer_id or timestamp.
         """
-        del history
-        to_epoch_micros(now)  # checked now; read by contact policies once they exist
-        rows, kind = read_candidates(candidates)
-        by_customer: dict[CustomerId, list[CandidateRow]] = {}
-        for candidate in rows:
-            by_customer.setdefault(candidate.customer_id, []).append(candidate)
-        funnel = Funnel()
+        now_us = to_epoch_micros(now)
+        table = read_table(candidates, "candidates")
+        rows, kind = read_candidates(table)
+        policies = PolicyStage(self.policies, history, kind, now_us)
+        threshold_columns = policies.threshold_columns(table, "candidates")
+        by_customer: dict[CustomerId, list[tuple[int, CandidateRow]]] = {}
+        for row, candidate in enumerate(rows):
+            by_customer.setdefault(candidate.customer_id, []).append((row, candidate))
+        funnel = Funnel([policy.name for policy in self.policies])
         decisions: list[Decision] = []
         for customer_id, customer_rows in by_customer.items():
             scored: list[_Scored] = []
-            for candidate in customer_rows:
+            for row, candidate in customer_rows:
                 action_id = candidate.action_id
-                for stage in ("candidate", "eligible", "contactable", "not_suppressed"):
+                for stage in ("candidate", "eligible", "contactable"):
                     funnel.count(stage, action_id)
                 action = self.catalog.get(action_id)
+                thresholds = policies.thresholds(
+                    threshold_columns, row, show_who(customer_id, action_id), "candidates"
+                )
+                # The row's own group / issue / channel, else the catalog action's, else NULL.
+                target = Target(
+                    action_id,
+                    candidate.group if candidate.group is not None else _field(action, "group"),
+                    candidate.issue if candidate.issue is not None else _field(action, "issue"),
+                    candidate.channel
+                    if candidate.channel is not None
+                    else _field(action, "channel"),
+                )
+                dropped_by = policies.first_drop(customer_id, target, thresholds)
+                if dropped_by is not None:
+                    funnel.count(suppressed_stage(dropped_by), action_id)
+                    continue
+                funnel.count("not_suppressed", action_id)
                 p = candidate.propensity
                 if p is None and action is not None:
                     p = action.default_propensity
@@ -356,6 +391,11 @@ class Engine:
                 decisions.append(best.accept(customer_id, rank))
         action_ids = sorted({candidate.action_id for candidate in rows})
         return Result(decisions=decisions_table(decisions, kind), funnel=funnel.table(action_ids))
+
+
+def _field(action: Action | None, name: str) -> str | None:
+    """A catalog action's group, issue or channel; None without the action."""
+    return None if action is None else str(getattr(action, name))
 
 
 def _is_active(action: Action, now_us: int) -> bool:

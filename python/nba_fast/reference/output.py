@@ -2,7 +2,9 @@
 
 `Decision` is one accepted (customer, action); `decisions_table` orders them by customer_id,
 then rank. `Funnel` counts, per action, what each keep stage kept and each drop stage dropped;
-`Funnel.table` lays the counts out in the order of docs/semantics.md.
+`Funnel.table` lays the counts out in the order of docs/semantics.md, with one drop stage
+``suppressed:NAME`` per contact policy, in policy order, between ``contactable`` and
+``not_suppressed``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import pyarrow as pa
 
 from nba_fast.reference.inputs import CustomerId
 
-__all__ = ["FUNNEL_SCHEMA", "STAGES", "Decision", "Funnel", "decisions_schema", "decisions_table"]
+__all__ = [
+    "FUNNEL_SCHEMA",
+    "STAGES",
+    "Decision",
+    "Funnel",
+    "decisions_schema",
+    "decisions_table",
+    "suppressed_stage",
+]
 
 STAGES: tuple[tuple[str, bool], ...] = (
     ("candidate", True),
@@ -26,7 +36,7 @@ STAGES: tuple[tuple[str, bool], ...] = (
     ("opted_out", False),
     ("do_not_contact", False),
     ("contactable", True),
-    # Contact policies' drops (``suppressed:NAME``) will come here.
+    # Each contact policy's drop stage ``suppressed:NAME`` comes here (see `Funnel`).
     ("not_suppressed", True),
     ("no_propensity", False),
     ("top_choice", True),
@@ -89,11 +99,26 @@ def decisions_table(decisions: Iterable[Decision], kind: str) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=schema)
 
 
-class Funnel:
-    """Per stage, per action, how many candidates it kept or dropped."""
+def suppressed_stage(policy_name: str) -> str:
+    """The funnel stage of the candidates contact policy `policy_name` dropped."""
+    return f"suppressed:{policy_name}"
 
-    def __init__(self) -> None:
-        self.counts: dict[str, Counter[str]] = {stage: Counter() for stage, _ in STAGES}
+
+class Funnel:
+    """Per stage, per action, how many candidates it kept or dropped.
+
+    Args:
+        policy_names: the contact policies in order; each adds the drop stage
+            ``suppressed:NAME`` right after ``contactable``.
+    """
+
+    def __init__(self, policy_names: Sequence[str] = ()) -> None:
+        self.stages: list[tuple[str, bool]] = []
+        for stage, is_keep in STAGES:
+            self.stages.append((stage, is_keep))
+            if stage == "contactable":
+                self.stages.extend((suppressed_stage(name), False) for name in policy_names)
+        self.counts: dict[str, Counter[str]] = {stage: Counter() for stage, _ in self.stages}
 
     def count(self, stage: str, action_id: str) -> None:
         """Counts one candidate of `action_id` at `stage`."""
@@ -102,7 +127,7 @@ class Funnel:
     def table(self, action_ids: Sequence[str]) -> pa.Table:
         """The funnel rows: stages in pipeline order, then action ids in byte order."""
         rows: list[tuple[str, str, int]] = []
-        for stage, is_keep in STAGES:
+        for stage, is_keep in self.stages:
             for action_id in sorted(action_ids):  # str order is code point = UTF-8 byte order
                 count = self.counts[stage][action_id]
                 if is_keep or count > 0:

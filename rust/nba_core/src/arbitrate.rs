@@ -203,21 +203,19 @@ impl Context<'_> {
                 Some(history) => history.for_customer(&c.ids, rows[0] as usize),
                 None => &[],
             };
-            if policy_count > 0 {
-                let first = rows[0] as usize;
-                self.policies.thresholds_for(
-                    self.threshold_columns,
-                    first,
-                    &|| c.ids.display(first),
-                    &mut thresholds,
-                )?;
-            }
             scored.clear();
             for &row in rows {
                 let row_usize = row as usize;
                 let action = c.actions[row_usize];
                 funnel.candidates[action as usize] += 1;
                 if policy_count > 0 {
+                    // In arbitrate the threshold column is read from each candidate's own row.
+                    self.policies.thresholds_for(
+                        self.threshold_columns,
+                        row_usize,
+                        &|| c.ids.display(row_usize),
+                        &mut thresholds,
+                    )?;
                     let codes = &self.row_codes[row_usize];
                     let dropped_by = self.policies.first_drop(
                         self.policies.applicable(codes[3]),

@@ -202,7 +202,8 @@ impl Contactability {
             lookup(&phone, &mut blocked_phone);
         }
         for (k, check) in self.channels.iter().enumerate() {
-            let address = check.address.map(|i| batch.column(i));
+            // Cast, so a column of the null type reads as all NULL (it has no null buffer).
+            let address = cast(check.address);
             let opt_out: Option<BooleanArray> = check.opt_out.and_then(|i| {
                 let array = arrow_cast::cast(batch.column(i), &DataType::Boolean).ok()?;
                 Some(array.as_boolean().clone())
@@ -216,7 +217,7 @@ impl Contactability {
                     AddressKind::None => 0,
                 };
                 let by_star_address = (blocked_email[row] | blocked_phone[row]) & STAR_BIT;
-                *code = if address.is_some_and(|a| a.is_null(row)) {
+                *code = if address.as_ref().is_some_and(|a| a.is_null(row)) {
                     1 + Drop::NoAddress as u8
                 } else if opt_out
                     .as_ref()

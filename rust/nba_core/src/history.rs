@@ -89,6 +89,7 @@ impl History {
         }
         let mut id_arrays: Vec<ArrayRef> = Vec::new();
         let mut events: Vec<Event> = Vec::new();
+        let mut offset = 0usize;
         for batch in batches {
             let ids = column(batch, "customer_id")?;
             if IdKind::of(ids.data_type()).is_some_and(|k| k != customer_kind) {
@@ -113,6 +114,7 @@ impl History {
             let mut keep: Vec<u32> = Vec::new();
             for row in 0..batch.num_rows() {
                 if times.is_null(row) {
+                    let row = offset + row;
                     return Err(data_err!("history: timestamp is null in row {row}"));
                 }
                 let time = times.value(row);
@@ -139,6 +141,7 @@ impl History {
                     policies,
                 });
             }
+            offset += batch.num_rows();
             let take = arrow_array::UInt32Array::from(keep);
             id_arrays.push(arrow_select::take::take(&ids.to_array(), &take, None)?);
         }

@@ -117,6 +117,7 @@ impl ContactPolicy {
 /// A policy with its durations in microseconds and its channel as a code.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledPolicy {
+    pub name: String,
     pub kind: PolicyKind,
     pub level: PolicyLevel,
     /// Channel code, `None` for `*`; a channel no action or event has gets a code nothing has.
@@ -146,7 +147,8 @@ impl CompiledPolicy {
                 let mut i = 0;
                 for (j, &t) in times.iter().enumerate() {
                     let start = t.saturating_sub(self.window_us);
-                    while times[i] <= start {
+                    // `i <= j` bounds the scan when W rounds to 0 µs (an empty window).
+                    while i <= j && times[i] <= start {
                         i += 1;
                     }
                     if j + 1 - i >= needed && now_us < t.saturating_add(self.suppress_us) {
@@ -172,6 +174,7 @@ mod tests {
         suppress_days: f64,
     ) -> CompiledPolicy {
         CompiledPolicy {
+            name: "test".to_owned(),
             kind,
             level: PolicyLevel::Customer,
             channel: None,
@@ -218,6 +221,13 @@ mod tests {
         assert!(!p.drops(&[now - 10 * DAY - 1, now - 10 * DAY], 2, now));
         assert!(p.drops(&[now - 10 * DAY, now - 10 * DAY + 1], 2, now));
     }
+
+    #[test]
+    fn a_window_that_rounds_to_nothing_counts_nothing() {
+        let p = policy(PolicyKind::Suppress, 1, 1e-12, 10.0);
+        assert_eq!(p.window_us, 0);
+        assert!(!p.drops(&[0, 0, 5], 1, 100));
+    }
 }
 
 /// The contact-policy stage of one call: compiled policies and the indexed history.
@@ -241,6 +251,7 @@ impl PolicyStage {
         let compiled: Vec<CompiledPolicy> = policies
             .iter()
             .map(|p| CompiledPolicy {
+                name: p.name.clone(),
                 kind: p.kind,
                 level: p.level,
                 channel: p.channel.as_ref().map(|c| codes.get(3, c)),
@@ -291,7 +302,11 @@ impl PolicyStage {
                 let array = batch.column_by_name(name).ok_or_else(|| {
                     schema_err!("{table}: column {name:?} (a policy's threshold_column) is missing")
                 })?;
-                if !(array.data_type().is_integer() || array.data_type() == &DataType::Null) {
+                let integer = match array.data_type() {
+                    DataType::Dictionary(_, value) => value.is_integer(),
+                    other => other.is_integer() || other == &DataType::Null,
+                };
+                if !integer {
                     return Err(schema_err!(
                         "{table}: column {name:?} (a policy's threshold_column) must be integers, got {}",
                         array.data_type()
@@ -317,12 +332,15 @@ impl PolicyStage {
             let n = match column {
                 Some(values) if values.is_valid(row) => {
                     let v = values.value(row);
-                    u32::try_from(v).map_err(|_| {
-                        data_err!(
-                            "customer {}: a policy's threshold_column holds {v}, which must be >= 0",
-                            customer()
-                        )
-                    })?
+                    if v < 0 {
+                        return Err(data_err!(
+                            "customer {}: policy {:?}'s threshold_column holds {v}, which must be >= 0",
+                            customer(),
+                            policy.name
+                        ));
+                    }
+                    // A threshold beyond any count of events is as good as u32::MAX.
+                    u32::try_from(v).unwrap_or(u32::MAX)
                 }
                 _ => policy.threshold,
             };

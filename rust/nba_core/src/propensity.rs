@@ -46,10 +46,17 @@ impl<'a> Propensities<'a> {
                 catalog.len()
             ));
         }
-        // Called on the engine's pool: a large matrix is checked by every worker.
-        let bad = values
-            .par_iter()
-            .position_first(|p| !(0.0..=1.0).contains(p));
+        // Called on the engine's pool: a large matrix is checked by every worker, in chunks
+        // (a per-element parallel search would pay rayon's bookkeeping per value).
+        const CHUNK: usize = 1 << 16;
+        let is_bad = |p: &f64| !(0.0..=1.0).contains(p);
+        let bad_chunk = values
+            .par_chunks(CHUNK)
+            .position_first(|chunk| chunk.iter().any(is_bad));
+        let bad = bad_chunk.and_then(|c| {
+            let start = c * CHUNK;
+            values[start..].iter().position(is_bad).map(|i| start + i)
+        });
         if let Some(position) = bad {
             let (row, column) = (position / columns, position % columns);
             return Err(data_err!(
