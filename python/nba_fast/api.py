@@ -153,7 +153,7 @@ class Engine:
                 raise SchemaError(
                     f"propensities: a propensity array must be 2-D, got {propensities.ndim}-D"
                 )
-            if not np.issubdtype(propensities.dtype, np.number):
+            if propensities.dtype.kind not in "iuf":
                 raise SchemaError(
                     f"propensities: array must be numeric, got dtype {propensities.dtype}"
                 )

@@ -131,7 +131,8 @@ class _Binder:
                 return Unary("NOT", bound), "bool"
             case Unary(op=op, operand=operand):
                 bound, operand_type = self.bind(operand)
-                self.expect(operand, operand_type, _NUMBERS, "unary minus")
+                role = "unary minus" if op == "-" else "unary plus"
+                self.expect(operand, operand_type, _NUMBERS, role)
                 return Unary(op, bound), operand_type
             case Binary(op=op, left=left, right=right):
                 return self.binary(op, left, right)

@@ -74,6 +74,8 @@ def evaluate(node: Expr, row: Mapping[str, Value], now_us: int) -> Value:
             return row[name]
         case Unary(op="NOT", operand=operand):
             return _not(evaluate(operand, row, now_us))
+        case Unary(op="+", operand=operand):
+            return evaluate(operand, row, now_us)  # unary plus: the number itself
         case Unary(operand=operand):
             value = evaluate(operand, row, now_us)
             if isinstance(value, float):

@@ -149,7 +149,8 @@ _KEYWORDS: Final = frozenset(
 )
 _TOKEN: Final = re.compile(
     r"""
-      (?P<space>\s+|--[^\n]*|/\*.*?\*/)
+      (?P<space>\s+|--[^\n]*)
+    | (?P<comment>/\*)
     | (?P<number>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][+-]?[0-9]+)?)
     | (?P<string>'(?:[^']|'')*')
     | (?P<qident>"(?:[^"]|"")+")
@@ -167,6 +168,22 @@ class _Token:
     position: int
 
 
+def _skip_block_comment(source: str, start: int) -> int:
+    """The position after the (nested) block comment opening at `start`."""
+    depth, position = 0, start
+    while position < len(source):
+        pair = source[position : position + 2]
+        if pair == "/*":
+            depth, position = depth + 1, position + 2
+        elif pair == "*/":
+            depth, position = depth - 1, position + 2
+            if depth == 0:
+                return position
+        else:
+            position += 1
+    raise RuleSyntaxError("unterminated comment", start)
+
+
 def _tokenize(source: str) -> list[_Token]:
     tokens: list[_Token] = []
     position = 0
@@ -176,6 +193,9 @@ def _tokenize(source: str) -> list[_Token]:
             raise RuleSyntaxError(f"unexpected character {source[position]!r}", position)
         kind = match.lastgroup or ""
         text = match.group()
+        if kind == "comment":  # block comments nest, as in DuckDB and PostgreSQL
+            position = _skip_block_comment(source, position)
+            continue
         if kind == "number" and match.end() < len(source) and re.match(r"\w", source[match.end()]):
             raise RuleSyntaxError(f"malformed number {text + source[match.end()]!r}", position)
         if kind == "ident" and text.upper() in _KEYWORDS:
@@ -265,6 +285,8 @@ class _Parser:
                 number = self.next()
                 return Literal(-_number(number.text, number.position, negative=True))
             return Unary("-", self.expression(_UNARY))
+        if token.kind == "op" and token.text == "+":  # DuckDB accepts unary plus
+            return Unary("+", self.expression(_UNARY))
         if token.kind == "op" and token.text == "(":
             inner = self.expression()
             self.expect(")")

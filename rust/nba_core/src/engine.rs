@@ -222,8 +222,19 @@ impl Engine {
             }
             Ok(())
         };
+        let dense_rows = match plan.propensities {
+            Propensities::Dense { rows, .. } => Some(rows),
+            _ => None,
+        };
         for batch in customers {
             let batch = batch?;
+            if let Some(rows) = dense_rows {
+                if offset + batch.num_rows() > rows {
+                    return Err(data_err!(
+                        "propensities: the array has {rows} rows but there are more customers"
+                    ));
+                }
+            }
             let mut start = 0;
             while start < batch.num_rows() {
                 let len = self.options.batch_rows.min(batch.num_rows() - start);

@@ -237,7 +237,7 @@ pub(crate) fn action_indexes(array: &ArrayRef, catalog: &Catalog, table: &str) -
 /// An `action_id` column of any string layout (or integers, read as decimal text) as utf8.
 pub(crate) fn action_strings(array: &ArrayRef, table: &str) -> Result<StringArray> {
     let ok = match array.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
         DataType::Dictionary(_, v) => matches!(
             **v,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View

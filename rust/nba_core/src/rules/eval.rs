@@ -216,11 +216,21 @@ impl Evaluator<'_> {
                     .array()
                     .as_primitive_opt::<Int64Type>()
                     .ok_or_else(|| self.internal("days_since of a non-int64 array"))?;
-                // i128: `now - t` cannot overflow, whatever the timestamp.
-                let now = i128::from(self.now_us);
-                let days = micros.unary::<_, Float64Type>(|t| {
-                    (now - i128::from(t)) as f64 / MICROS_PER_DAY as f64
-                });
+                // `now - t` is an int64 difference, as the reference computes it: beyond int64
+                // it is a data error, not a silently rounded float.
+                let now = self.now_us;
+                let days = micros
+                    .try_unary::<_, Float64Type, ArrowError>(|t| {
+                        now.checked_sub(t)
+                            .map(|d| d as f64 / MICROS_PER_DAY as f64)
+                            .ok_or_else(|| ArrowError::ComputeError("overflow".into()))
+                    })
+                    .map_err(|_| {
+                        data_err!(
+                            "rule {:?}: days_since overflows int64 microseconds",
+                            self.source
+                        )
+                    })?;
                 Value::new(Arc::new(days), value.is_scalar())
             }
         })
@@ -287,14 +297,14 @@ impl Evaluator<'_> {
             .split_first()
             .ok_or_else(|| self.internal("COALESCE without arguments"))?;
         let mut acc = self.eval(first)?;
+        // Every argument is evaluated, as the reference does, so an overflow in a later one is
+        // an error whatever the data (docs/semantics.md: nothing short-circuits).
         for arg in rest {
-            if acc.array().logical_null_count() == 0 {
-                break;
-            }
             let next = self.eval(arg)?;
             acc = match &acc {
-                // A null scalar: every row takes the next argument.
-                Value::Scalar(_) => next,
+                // A scalar: NULL for every row (take the next argument) or for none (keep it).
+                Value::Scalar(array) if array.logical_null_count() > 0 => next,
+                Value::Scalar(_) => acc,
                 Value::Array(array) => Value::Array(zip(&is_not_null(array)?, &acc, &next)?),
             };
         }

@@ -64,6 +64,12 @@ impl Converter<'_> {
         let depth = depth + 1;
         let boxed = |e: &SqlExpr| self.convert(e, depth).map(Box::new);
         Ok(match expr {
+            // sqlparser reads a stray keyword (a lone `NOT`) as a column name; SQL would not.
+            SqlExpr::Identifier(ident)
+                if ident.quote_style.is_none() && is_reserved(&ident.value) =>
+            {
+                return Err(self.err(format_args!("unexpected keyword {}", ident.value)))
+            }
             SqlExpr::Identifier(ident) => Expr::Column {
                 name: ident.value.clone(),
                 quoted: ident.quote_style.is_some(),
@@ -279,7 +285,9 @@ impl Converter<'_> {
             return Ok(Expr::Coalesce(args));
         }
         match <[Expr; 1]>::try_from(args) {
-            Ok([arg]) => Ok(Expr::DaysSince(Box::new(arg))),
+            // A column, checked here so a bad rule fails when the Engine is built.
+            Ok([arg @ Expr::Column { .. }]) => Ok(Expr::DaysSince(Box::new(arg))),
+            Ok([_]) => Err(self.err("days_since takes a timestamp or date column")),
             Err(args) => Err(self.err(format_args!(
                 "days_since takes one argument, got {}",
                 args.len()
@@ -347,4 +355,13 @@ fn comparison_op(expr: &SqlExpr) -> Option<(CmpOp, &SqlExpr, &SqlExpr)> {
         _ => return None,
     };
     Some((cmp, left, right))
+}
+
+/// Keywords of the rule language that cannot name a column unquoted.
+fn is_reserved(word: &str) -> bool {
+    const RESERVED: [&str; 12] = [
+        "AND", "OR", "NOT", "IN", "IS", "NULL", "BETWEEN", "LIKE", "TRUE", "FALSE", "CASE",
+        "SELECT",
+    ];
+    RESERVED.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
