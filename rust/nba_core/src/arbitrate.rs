@@ -20,7 +20,7 @@ use crate::funnel::{Drop, FunnelCounts};
 use crate::history::{Codes, NO_CODE};
 use crate::ids::{is_text, IdColumn, IdIndex};
 use crate::output::decisions_schema;
-use crate::policy::PolicyStage;
+use crate::policy::{PolicyStage, Scratch};
 use crate::pool::thread_pool;
 use crate::priority::priority;
 use crate::propensity::{action_strings, float_column};
@@ -178,7 +178,7 @@ impl Context<'_> {
         let policy_count = self.policies.policies.len();
         let mut funnel = FunnelCounts::new(self.catalog_actions.len(), policy_count);
         let mut thresholds: Vec<u32> = Vec::with_capacity(policy_count);
-        let mut times: Vec<i64> = Vec::new();
+        let mut scratch = Scratch::default();
         let mut selected = Vec::new();
         let mut scored: Vec<(Scored, u32)> = Vec::new();
         let mut ranked: Vec<Scored> = Vec::new();
@@ -203,6 +203,7 @@ impl Context<'_> {
                 Some(history) => history.for_customer(&c.ids, rows[0] as usize),
                 None => &[],
             };
+            scratch.clear();
             scored.clear();
             for &row in rows {
                 let row_usize = row as usize;
@@ -223,7 +224,7 @@ impl Context<'_> {
                         events,
                         &thresholds,
                         self.now_us,
-                        &mut times,
+                        &mut scratch,
                     );
                     if let Some(p) = dropped_by {
                         funnel.suppressed[p][action as usize] += 1;

@@ -12,7 +12,7 @@ use crate::contact::Contactability;
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
 use crate::ids::IdColumn;
-use crate::policy::PolicyStage;
+use crate::policy::{PolicyStage, Scratch};
 use crate::priority::priority;
 use crate::propensity::Propensities;
 use crate::rank::{rank_in_place, Scored};
@@ -74,7 +74,7 @@ pub(crate) fn decide_batch(
 
     let thresholds_columns = plan.policies.threshold_columns(batch, "customers")?;
     let mut thresholds: Vec<u32> = Vec::with_capacity(plan.policies.policies.len());
-    let mut times: Vec<i64> = Vec::new();
+    let mut scratch = Scratch::default();
     let mut funnel = FunnelCounts::new(actions, plan.policies.policies.len());
     funnel
         .candidates
@@ -113,6 +113,7 @@ pub(crate) fn decide_batch(
             Some(history) => history.for_customer(&ids, row),
             None => &[],
         };
+        scratch.clear();
         if !plan.policies.policies.is_empty() {
             plan.policies.thresholds_for(
                 &thresholds_columns,
@@ -147,7 +148,7 @@ pub(crate) fn decide_batch(
                     events,
                     &thresholds,
                     plan.now_us,
-                    &mut times,
+                    &mut scratch,
                 );
                 if let Some(p) = dropped_by {
                     funnel.suppressed[p][a] += 1;

@@ -128,7 +128,7 @@ impl IdColumn {
     /// The hash of id `row`; equal ids hash alike across columns of the same kind.
     #[inline]
     pub fn hash_at(&self, row: usize) -> u64 {
-        let state = FixedState::with_seed(0x6e62_615f_6661_7374);
+        let state = id_hasher();
         match self {
             Self::Int(a) => state.hash_one(a.value(row)),
             Self::Str(a) => state.hash_one(a.value(row).as_bytes()),
@@ -167,12 +167,18 @@ impl IdColumn {
     }
 }
 
+/// The one hasher of ids, so equal ids hash alike wherever they come from.
+#[inline]
+fn id_hasher() -> FixedState {
+    FixedState::with_seed(0x6e62_615f_6661_7374)
+}
+
 /// The distinct ids of one column, each numbered by first appearance.
 #[derive(Debug)]
 pub struct IdIndex {
     keys: IdColumn,
-    /// Entries are (row of the key's first appearance in `keys`, its number).
-    table: HashTable<(u32, u32)>,
+    /// Entries are (the id, or for strings the row of its first appearance; its number).
+    table: HashTable<(u64, u32)>,
     len: u32,
 }
 
@@ -183,17 +189,19 @@ impl IdIndex {
         if u32::try_from(rows).is_err() {
             return Err(data_err!("more than {} ids in one table", u32::MAX));
         }
-        let mut table: HashTable<(u32, u32)> = HashTable::with_capacity(rows);
+        // Sized for the rows up to a point: a long history has far fewer distinct customers than
+        // rows, and an oversized table costs a cache miss per probe.
+        let mut table: HashTable<(u64, u32)> = HashTable::with_capacity(rows.min(1 << 20));
         let mut numbers = Vec::with_capacity(rows);
         let mut len = 0u32;
         for row in 0..rows {
             let hash = keys.hash_at(row);
-            let found = table.find(hash, |&(first, _)| keys.eq_at(first as usize, &keys, row));
+            let found = table.find(hash, |&(slot, _)| Self::slot_eq(&keys, slot, &keys, row));
             let number = match found {
                 Some(&(_, number)) => number,
                 None => {
-                    table.insert_unique(hash, (row as u32, len), |&(first, _)| {
-                        keys.hash_at(first as usize)
+                    table.insert_unique(hash, (Self::slot_of(&keys, row), len), |&(slot, _)| {
+                        Self::slot_hash(&keys, slot)
                     });
                     len += 1;
                     len - 1
@@ -204,13 +212,40 @@ impl IdIndex {
         Ok((Self { keys, table, len }, numbers))
     }
 
+    /// What an entry stores: an integer id itself (so a probe reads no second cache line),
+    /// or the row of a string id's first appearance.
+    #[inline]
+    fn slot_of(keys: &IdColumn, row: usize) -> u64 {
+        match keys {
+            IdColumn::Int(a) => a.value(row) as u64,
+            IdColumn::Str(_) => row as u64,
+        }
+    }
+
+    #[inline]
+    fn slot_hash(keys: &IdColumn, slot: u64) -> u64 {
+        match keys {
+            IdColumn::Int(_) => id_hasher().hash_one(slot as i64),
+            IdColumn::Str(_) => keys.hash_at(slot as usize),
+        }
+    }
+
+    #[inline]
+    fn slot_eq(keys: &IdColumn, slot: u64, probe: &IdColumn, row: usize) -> bool {
+        match (keys, probe) {
+            (IdColumn::Int(_), IdColumn::Int(p)) => slot as i64 == p.value(row),
+            (IdColumn::Str(_), IdColumn::Str(_)) => keys.eq_at(slot as usize, probe, row),
+            _ => false,
+        }
+    }
+
     /// The number of the id equal to `probe[row]`, if indexed.
     #[inline]
     pub fn find(&self, probe: &IdColumn, row: usize) -> Option<u32> {
         let hash = probe.hash_at(row);
         self.table
-            .find(hash, |&(first, _)| {
-                self.keys.eq_at(first as usize, probe, row)
+            .find(hash, |&(slot, _)| {
+                Self::slot_eq(&self.keys, slot, probe, row)
             })
             .map(|&(_, number)| number)
     }

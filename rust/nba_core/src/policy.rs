@@ -350,7 +350,9 @@ impl PolicyStage {
     }
 
     /// The first policy (in order) among `applicable` that drops a candidate with the given
-    /// action codes, or `None`. `times` is scratch space.
+    /// action codes, or `None`. `scratch` is reused across calls; clear it (`Scratch::clear`)
+    /// when the customer changes: it remembers each (policy, level key, threshold) verdict,
+    /// which the customer's other actions sharing that group, issue or channel reuse.
     pub fn first_drop(
         &self,
         applicable: u64,
@@ -358,26 +360,87 @@ impl PolicyStage {
         events: &[Event],
         thresholds: &[u32],
         now_us: i64,
-        times: &mut Vec<i64>,
+        scratch: &mut Scratch,
     ) -> Option<usize> {
         for (p, policy) in self.policies.iter().enumerate() {
             if applicable & (1 << p) == 0 {
                 continue;
             }
-            times.clear();
-            times.extend(
-                events
-                    .iter()
-                    .filter(|e| {
-                        e.policies & (1 << p) != 0 && level_matches(policy.level, &e.codes, action)
-                    })
-                    .map(|e| e.time),
-            );
-            if policy.drops(times, thresholds[p], now_us) {
+            let key = level_key(policy.level, action);
+            let known = scratch
+                .verdicts
+                .iter()
+                .find(|v| v.0 == p && v.1 == key && v.2 == thresholds[p])
+                .map(|v| v.3);
+            let drops = match known {
+                Some(drops) => drops,
+                None => {
+                    let drops = policy_drops(
+                        p,
+                        policy,
+                        action,
+                        events,
+                        thresholds[p],
+                        now_us,
+                        &mut scratch.times,
+                    );
+                    scratch.verdicts.push((p, key, thresholds[p], drops));
+                    drops
+                }
+            };
+            if drops {
                 return Some(p);
             }
         }
         None
+    }
+}
+
+/// Whether `policy` (number `p`) drops a candidate of `action`, counting the events it counts.
+fn policy_drops(
+    p: usize,
+    policy: &CompiledPolicy,
+    action: &[u32; 4],
+    events: &[Event],
+    threshold: u32,
+    now_us: i64,
+    times: &mut Vec<i64>,
+) -> bool {
+    times.clear();
+    times.extend(
+        events
+            .iter()
+            .filter(|e| e.policies & (1 << p) != 0 && level_matches(policy.level, &e.codes, action))
+            .map(|e| e.time),
+    );
+    policy.drops(times, threshold, now_us)
+}
+
+/// Reusable scratch space of the policy checks of one worker.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    times: Vec<i64>,
+    /// (policy, level key, threshold, drops) verdicts of the current customer.
+    verdicts: Vec<(usize, u32, u32, bool)>,
+}
+
+impl Scratch {
+    /// Forgets the verdicts: the next candidate is another customer's.
+    pub fn clear(&mut self) {
+        self.verdicts.clear();
+    }
+}
+
+/// The code that decides which events a policy counts: the action's field at the policy's
+/// level (the same for every action of a customer at level `customer`).
+#[inline]
+fn level_key(level: PolicyLevel, action: &[u32; 4]) -> u32 {
+    match level {
+        PolicyLevel::Action => action[0],
+        PolicyLevel::Group => action[1],
+        PolicyLevel::Issue => action[2],
+        PolicyLevel::Channel => action[3],
+        PolicyLevel::Customer => 0,
     }
 }
 
