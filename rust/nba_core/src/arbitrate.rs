@@ -67,13 +67,16 @@ impl Engine {
         let id_order = byte_order_ranks(action_ids.iter().map(String::as_str));
         let mut codes = self.codes().clone();
         let row_codes = candidates.codes(&action_ids, &catalog_actions, &mut codes);
-        let policies = PolicyStage::prepare(
-            self.policies(),
-            &codes,
-            history,
-            candidates.ids.kind(),
-            now_us,
-        )?;
+        let pool = thread_pool(self.options().threads)?;
+        let policies = pool.install(|| {
+            PolicyStage::prepare(
+                self.policies(),
+                &codes,
+                history,
+                candidates.ids.kind(),
+                now_us,
+            )
+        })?;
         let threshold_columns = if self.policies().is_empty() {
             Vec::new()
         } else {
@@ -92,7 +95,6 @@ impl Engine {
                 .cmp_at(first_row(a), &candidates.ids, first_row(b))
         });
 
-        let pool = thread_pool(self.options().threads)?;
         let chunk = self.options().batch_rows.max(1);
         let context = Context {
             candidates: &candidates,

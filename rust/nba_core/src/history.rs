@@ -12,6 +12,8 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 
+use rayon::prelude::*;
+
 use crate::error::Result;
 use crate::ids::{is_text, IdColumn, IdIndex, IdKind};
 use crate::{data_err, schema_err};
@@ -54,12 +56,76 @@ pub struct Event {
     pub policies: u64,
 }
 
-/// Events grouped by customer: `events[starts[g]..starts[g + 1]]`, ascending by time.
+/// The history's events, in partitions by customer id hash.
 #[derive(Debug)]
 pub struct History {
+    partitions: Vec<Partition>,
+    bits: u32,
+}
+
+/// log2 of the number of partitions: enough to keep every core busy and each table small.
+const PARTITION_BITS: u32 = 6;
+
+#[inline]
+fn partition_of(hash: u64, bits: u32) -> usize {
+    // The top bits: hashbrown uses the low ones for buckets and the next 7 as tags.
+    (hash >> (64 - bits)) as usize
+}
+
+/// One partition's events grouped by customer: `events[starts[g]..starts[g + 1]]`, ascending
+/// by time.
+#[derive(Debug)]
+struct Partition {
     index: IdIndex,
     starts: Vec<u32>,
     events: Vec<Event>,
+}
+
+impl Partition {
+    /// Groups the events at `rows` (of `ids` and `events`) by customer.
+    fn build(ids: &IdColumn, events: &[Event], rows: &[u32]) -> Result<Self> {
+        let take = arrow_array::UInt32Array::from(rows.to_vec());
+        let keys = arrow_select::take::take(&ids.to_array(), &take, None)?;
+        let (index, numbers) = IdIndex::build(IdColumn::from_array(&keys, "history")?)?;
+        let mut starts = vec![0u32; index.len() + 1];
+        for &n in &numbers {
+            starts[n as usize + 1] += 1;
+        }
+        for g in 0..index.len() {
+            starts[g + 1] += starts[g];
+        }
+        let mut cursor = starts.clone();
+        let mut grouped = vec![
+            Event {
+                time: 0,
+                codes: [NO_CODE; 4],
+                policies: 0
+            };
+            rows.len()
+        ];
+        for (&row, &n) in rows.iter().zip(&numbers) {
+            grouped[cursor[n as usize] as usize] = events[row as usize];
+            cursor[n as usize] += 1;
+        }
+        for g in 0..index.len() {
+            grouped[starts[g] as usize..starts[g + 1] as usize].sort_unstable_by_key(|e| e.time);
+        }
+        Ok(Self {
+            index,
+            starts,
+            events: grouped,
+        })
+    }
+
+    fn for_customer(&self, ids: &IdColumn, row: usize) -> &[Event] {
+        match self.index.find(ids, row) {
+            Some(g) => {
+                let g = g as usize;
+                &self.events[self.starts[g] as usize..self.starts[g + 1] as usize]
+            }
+            None => &[],
+        }
+    }
 }
 
 /// What the history index needs to know of the policies.
@@ -151,47 +217,25 @@ impl History {
             let refs: Vec<&dyn Array> = id_arrays.iter().map(|a| a.as_ref()).collect();
             arrow_select::concat::concat(&refs)?
         };
-        let (index, numbers) = IdIndex::build(IdColumn::from_array(&all, "history")?)?;
-        let mut starts = vec![0u32; index.len() + 1];
-        for &n in &numbers {
-            starts[n as usize + 1] += 1;
+        let all = IdColumn::from_array(&all, "history")?;
+        // Partitioned by id hash and built on every worker: one big serial hash table costs a
+        // cache miss per event. The caller runs this on the engine's pool.
+        let bits = PARTITION_BITS;
+        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); 1 << bits];
+        for row in 0..all.len() {
+            rows_of[partition_of(all.hash_at(row), bits)].push(row as u32);
         }
-        for g in 0..index.len() {
-            starts[g + 1] += starts[g];
-        }
-        let mut cursor = starts.clone();
-        let mut grouped = vec![
-            Event {
-                time: 0,
-                codes: [NO_CODE; 4],
-                policies: 0
-            };
-            events.len()
-        ];
-        for (event, &n) in events.iter().zip(&numbers) {
-            grouped[cursor[n as usize] as usize] = *event;
-            cursor[n as usize] += 1;
-        }
-        for g in 0..index.len() {
-            grouped[starts[g] as usize..starts[g + 1] as usize].sort_unstable_by_key(|e| e.time);
-        }
-        Ok(Self {
-            index,
-            starts,
-            events: grouped,
-        })
+        let partitions = rows_of
+            .into_par_iter()
+            .map(|rows| Partition::build(&all, &events, &rows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { partitions, bits })
     }
 
     /// The counted events of customer `ids[row]`, ascending by time.
     #[inline]
     pub fn for_customer(&self, ids: &IdColumn, row: usize) -> &[Event] {
-        match self.index.find(ids, row) {
-            Some(g) => {
-                let g = g as usize;
-                &self.events[self.starts[g] as usize..self.starts[g + 1] as usize]
-            }
-            None => &[],
-        }
+        self.partitions[partition_of(ids.hash_at(row), self.bits)].for_customer(ids, row)
     }
 }
 
