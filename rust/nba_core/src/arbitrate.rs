@@ -18,7 +18,7 @@ use crate::engine::{Decided, Engine};
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
 use crate::history::{Codes, NO_CODE};
-use crate::ids::{is_text, IdColumn, IdIndex};
+use crate::ids::{group_rows, is_text, Groups, IdColumn, IdIndex};
 use crate::output::decisions_schema;
 use crate::policy::{PolicyStage, Scratch};
 use crate::pool::thread_pool;
@@ -129,29 +129,6 @@ impl Engine {
             funnel: funnel.to_batch(&names, &id_order, &self.policy_names())?,
         })
     }
-}
-
-/// Row numbers grouped by customer: `rows[starts[g]..starts[g + 1]]`.
-struct Groups {
-    starts: Vec<u32>,
-    rows: Vec<u32>,
-}
-
-fn group_rows(numbers: &[u32], groups: usize) -> Groups {
-    let mut starts = vec![0u32; groups + 1];
-    for &n in numbers {
-        starts[n as usize + 1] += 1;
-    }
-    for g in 0..groups {
-        starts[g + 1] += starts[g];
-    }
-    let mut cursor = starts.clone();
-    let mut rows = vec![0u32; numbers.len()];
-    for (row, &n) in numbers.iter().enumerate() {
-        rows[cursor[n as usize] as usize] = row as u32;
-        cursor[n as usize] += 1;
-    }
-    Groups { starts, rows }
 }
 
 /// One chunk of customers' accepted candidates: (row, action, propensity, priority, rank).

@@ -15,7 +15,7 @@ use arrow_schema::{DataType, TimeUnit};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::ids::{is_text, IdColumn, IdIndex, IdKind};
+use crate::ids::{group_rows, is_text, Groups, IdColumn, IdIndex, IdKind};
 use crate::{data_err, schema_err};
 
 /// The code of a value no action has (and of NULL): it never equals a candidate's code.
@@ -87,26 +87,14 @@ impl Partition {
         let take = arrow_array::UInt32Array::from(rows.to_vec());
         let keys = arrow_select::take::take(&ids.to_array(), &take, None)?;
         let (index, numbers) = IdIndex::build(IdColumn::from_array(&keys, "history")?)?;
-        let mut starts = vec![0u32; index.len() + 1];
-        for &n in &numbers {
-            starts[n as usize + 1] += 1;
-        }
-        for g in 0..index.len() {
-            starts[g + 1] += starts[g];
-        }
-        let mut cursor = starts.clone();
-        let mut grouped = vec![
-            Event {
-                time: 0,
-                codes: [NO_CODE; 4],
-                policies: 0
-            };
-            rows.len()
-        ];
-        for (&row, &n) in rows.iter().zip(&numbers) {
-            grouped[cursor[n as usize] as usize] = events[row as usize];
-            cursor[n as usize] += 1;
-        }
+        let Groups {
+            starts,
+            rows: order,
+        } = group_rows(&numbers, index.len());
+        let mut grouped: Vec<Event> = order
+            .iter()
+            .map(|&k| events[rows[k as usize] as usize])
+            .collect();
         for g in 0..index.len() {
             grouped[starts[g] as usize..starts[g + 1] as usize].sort_unstable_by_key(|e| e.time);
         }

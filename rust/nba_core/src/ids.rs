@@ -274,3 +274,28 @@ pub(crate) fn is_text(data_type: &DataType) -> bool {
         _ => false,
     }
 }
+
+/// Row numbers grouped by their id's number: `rows[starts[g]..starts[g + 1]]` are the rows of
+/// id `g`, in row order (a counting sort: one pass to count, one to place).
+pub(crate) struct Groups {
+    pub starts: Vec<u32>,
+    pub rows: Vec<u32>,
+}
+
+/// Groups rows `0..numbers.len()` by `numbers[row]` (each below `groups`).
+pub(crate) fn group_rows(numbers: &[u32], groups: usize) -> Groups {
+    let mut starts = vec![0u32; groups + 1];
+    for &n in numbers {
+        starts[n as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        starts[g + 1] += starts[g];
+    }
+    let mut cursor = starts.clone();
+    let mut rows = vec![0u32; numbers.len()];
+    for (row, &n) in numbers.iter().enumerate() {
+        rows[cursor[n as usize] as usize] = row as u32;
+        cursor[n as usize] += 1;
+    }
+    Groups { starts, rows }
+}

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::ids::{IdColumn, IdIndex, IdKind};
+use crate::ids::{group_rows, Groups, IdColumn, IdIndex, IdKind};
 use crate::{data_err, schema_err};
 
 /// Where the propensity of a (customer, action) pair comes from.
@@ -132,23 +132,17 @@ impl LongPropensities {
         };
         let all_ids = IdColumn::from_array(&all_ids, "propensities")?;
         let (index, numbers) = IdIndex::build(all_ids.clone())?;
-        // Counting sort of the non-null entries by customer number.
-        let mut starts = vec![0u32; index.len() + 1];
-        for &row in &owner_rows {
-            starts[numbers[row as usize] as usize + 1] += 1;
-        }
-        for g in 0..index.len() {
-            starts[g + 1] += starts[g];
-        }
-        let mut cursor = starts.clone();
-        let mut grouped = vec![(0u32, 0.0f64); entries.len()];
-        let mut grouped_rows = vec![0u32; entries.len()];
-        for (entry, &row) in entries.iter().zip(&owner_rows) {
-            let slot = &mut cursor[numbers[row as usize] as usize];
-            grouped[*slot as usize] = *entry;
-            grouped_rows[*slot as usize] = row;
-            *slot += 1;
-        }
+        // The non-null entries grouped by customer number.
+        let entry_numbers: Vec<u32> = owner_rows
+            .iter()
+            .map(|&row| numbers[row as usize])
+            .collect();
+        let Groups {
+            starts,
+            rows: order,
+        } = group_rows(&entry_numbers, index.len());
+        let mut grouped: Vec<(u32, f64)> = order.iter().map(|&k| entries[k as usize]).collect();
+        let grouped_rows: Vec<u32> = order.iter().map(|&k| owner_rows[k as usize]).collect();
         for g in 0..index.len() {
             let (lo, hi) = (starts[g] as usize, starts[g + 1] as usize);
             let group = &mut grouped[lo..hi];
