@@ -492,8 +492,8 @@ def test_history_without_policies_is_checked_and_changes_nothing() -> None:
 def test_engine_options() -> None:
     with pytest.raises(ConfigError, match=r"policy 'p': missing required key 'kind'"):
         Engine(CATALOG, policies=[{"name": "p"}])
-    with pytest.raises(ConfigError, match=r"volume caps are not implemented yet"):
-        Engine(CATALOG, caps=[{"scope": "all", "max": 1}])
+    with pytest.raises(ConfigError, match=r"cap 'everyone': unknown scope"):
+        Engine(CATALOG, caps=[{"scope": "everyone", "max": 1}])
     bad: Any
     for bad in (0, -1, True, 1.0):
         with pytest.raises(ConfigError, match=r"max_per_customer must be an integer >= 1"):

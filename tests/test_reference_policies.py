@@ -817,7 +817,3 @@ def test_policy_config_errors(policies: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Engine(CATALOG, policies=policies)
 
-
-def test_caps_are_still_not_implemented() -> None:
-    with pytest.raises(ConfigError, match=r"volume caps are not implemented yet"):
-        Engine(CATALOG, policies=[limit()], caps=[{"scope": "all", "max": 1}])

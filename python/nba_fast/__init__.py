@@ -12,8 +12,15 @@ import warnings
 
 from nba_fast import _core
 from nba_fast._core import ConfigError, DataError, NbaFastError, RuleError, SchemaError
-from nba_fast.api import DecisionResult, Engine
-from nba_fast.config import Action, ContactPolicy, load_catalog, load_policies
+from nba_fast.api import AllocationReport, DecisionResult, Engine
+from nba_fast.config import (
+    Action,
+    ContactPolicy,
+    VolumeCap,
+    load_caps,
+    load_catalog,
+    load_policies,
+)
 
 __version__: str = _core.__version__
 
@@ -27,6 +34,7 @@ if _core.DEBUG_BUILD:
 
 __all__ = [
     "Action",
+    "AllocationReport",
     "ConfigError",
     "ContactPolicy",
     "DataError",
@@ -35,6 +43,8 @@ __all__ = [
     "NbaFastError",
     "RuleError",
     "SchemaError",
+    "VolumeCap",
+    "load_caps",
     "load_catalog",
     "load_policies",
 ]

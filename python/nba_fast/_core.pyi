@@ -3,7 +3,6 @@
 from typing import Any, final
 
 import numpy as np
-import pyarrow as pa
 
 __all__ = [
     "BUILD_PROFILE",
@@ -34,6 +33,8 @@ class Engine:
         catalog: Any,
         *,
         policies: list[Any] = ...,
+        caps: list[tuple[str, int]] = ...,
+        allocation: str = "greedy",
         max_per_customer: int = 1,
         batch_rows: int = 32768,
         threads: int | None = None,
@@ -47,8 +48,6 @@ class Engine:
         propensity_matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None,
         do_not_contact: Any = None,
         history: Any = None,
-    ) -> tuple[pa.Table, pa.Table]: ...
-    def arbitrate(
-        self, candidates: Any, *, now_us: int, history: Any = None
-    ) -> tuple[pa.Table, pa.Table]: ...
+    ) -> dict[str, Any]: ...
+    def arbitrate(self, candidates: Any, *, now_us: int, history: Any = None) -> dict[str, Any]: ...
     def __len__(self) -> int: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,43 @@ from nba_fast import _core
 from nba_fast._core import ConfigError, SchemaError
 from nba_fast.config import (
     ContactPolicy,
+    VolumeCap,
     catalog_to_arrow,
+    load_caps,
     load_catalog,
     load_policies,
     to_epoch_micros,
 )
 
-__all__ = ["DecisionResult", "Engine"]
+__all__ = ["ALLOCATIONS", "AllocationReport", "DecisionResult", "Engine"]
+
+ALLOCATIONS: tuple[str, ...] = ("greedy", "optimal")
+"""How decisions are allocated under volume caps."""
+
+
+@dataclass(frozen=True)
+class AllocationReport:
+    """How the volume caps were settled.
+
+    Attributes:
+        method: ``greedy`` or ``optimal``.
+        objective: total priority (expected value) of the decisions.
+        greedy_objective: the total the plain greedy reaches on the same candidates.
+        dual_bound: for ``optimal``, an upper bound on the total of any allocation within the
+            caps (the Lagrangian dual); None for ``greedy``.
+        gap: for ``optimal``, ``(dual_bound - objective) / dual_bound``: the certified
+            distance from the optimum; None for ``greedy``.
+        passes: passes over the candidates the price search made.
+        usage: (``scope``, ``max``, ``used``) per cap, in the caps' order.
+    """
+
+    method: str
+    objective: float
+    greedy_objective: float
+    dual_bound: float | None
+    gap: float | None
+    passes: int
+    usage: pa.Table
 
 
 @dataclass(frozen=True)
@@ -35,10 +65,27 @@ class DecisionResult:
     Attributes:
         decisions: one row per accepted (customer, action), ordered by customer then rank.
         funnel: (stage, action_id, count) rows: what each stage kept and why the rest dropped.
+        allocation: how the volume caps were settled; None without caps.
+        timings: wall-clock seconds per stage of the Rust engine, in order (empty where the
+            engine does not time stages, as in `arbitrate` and `nba_fast.reference`).
     """
 
     decisions: pa.Table
     funnel: pa.Table
+    allocation: AllocationReport | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def _result(raw: Mapping[str, Any]) -> DecisionResult:
+    """The `DecisionResult` of the dict `_core.Engine` returns."""
+    report = raw.get("allocation")
+    allocation = None if report is None else AllocationReport(**report)
+    return DecisionResult(
+        decisions=raw["decisions"],
+        funnel=raw["funnel"],
+        allocation=allocation,
+        timings=dict(raw.get("timings", {})),
+    )
 
 
 def _arrow(obj: Any, name: str) -> Any:
@@ -64,7 +111,11 @@ class Engine:
         catalog: a TOML file path, an Arrow table with the action fields, or a list of dicts.
         policies: contact policies (dicts with the keys of docs/semantics.md, or
             `ContactPolicy`), applied in order over the interaction history.
-        caps: volume caps (not implemented yet: must be empty).
+        caps: volume caps (dicts with ``scope`` and ``max``, or `VolumeCap`): per-run limits
+            on ``all``, ``channel:NAME``, ``action:ID``, ``group:NAME``, ``issue:NAME``.
+        allocation: ``greedy`` (DESIGN.md §3: candidates by priority, each customer falling
+            back to their next best with room) or ``optimal`` (the most total priority within
+            the caps, by Lagrangian prices; never below greedy; see `AllocationReport`).
         max_per_customer: actions selected per customer (rank <= this).
         threads: worker threads (default: ``NBA_FAST_THREADS`` or the number of cores).
         batch_rows: largest slice of customers decided as one task (a tuning knob; the output
@@ -94,13 +145,14 @@ class Engine:
         catalog: str | os.PathLike[str] | pa.Table | Sequence[Mapping[str, Any]] | None,
         *,
         policies: Sequence[Mapping[str, Any] | ContactPolicy] | None = None,
-        caps: Sequence[Mapping[str, Any]] | None = None,
+        caps: Sequence[Mapping[str, Any] | VolumeCap] | None = None,
+        allocation: str = "greedy",
         max_per_customer: int = 1,
         threads: int | None = None,
         batch_rows: int = 32_768,
     ) -> None:
-        if caps:
-            raise ConfigError("caps: volume caps are not implemented yet (issue #4)")
+        if allocation not in ALLOCATIONS:
+            raise ConfigError(f"allocation must be 'greedy' or 'optimal', got {allocation!r}")
         for name, value in (("max_per_customer", max_per_customer), ("batch_rows", batch_rows)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -110,10 +162,14 @@ class Engine:
             raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
         self.actions = load_catalog(catalog) if catalog is not None else []
         self.policies = load_policies(policies)
+        self.caps = load_caps(caps)
+        self.allocation = allocation
         self.max_per_customer = max_per_customer
         self._engine = _core.Engine(
             catalog_to_arrow(self.actions),
             policies=self.policies,
+            caps=[(cap.scope, cap.max) for cap in self.caps],
+            allocation=allocation,
             max_per_customer=max_per_customer,
             batch_rows=batch_rows,
             threads=threads,
@@ -160,7 +216,7 @@ class Engine:
             matrix = np.ascontiguousarray(propensities, dtype=np.float64)
         elif propensities is not None:
             table = _arrow(propensities, "propensities")
-        decisions, funnel = self._engine.decide(
+        raw = self._engine.decide(
             _arrow(customers, "customers"),
             now_us=to_epoch_micros(now),
             propensities=table,
@@ -170,7 +226,7 @@ class Engine:
             else _arrow(do_not_contact, "do_not_contact"),
             history=None if history is None else _arrow(history, "history"),
         )
-        return DecisionResult(decisions=decisions, funnel=funnel)
+        return _result(raw)
 
     def arbitrate(
         self, candidates: Any, *, history: Any = None, now: datetime | None = None
@@ -187,9 +243,9 @@ class Engine:
         Returns:
             The decisions and the funnel.
         """
-        decisions, funnel = self._engine.arbitrate(
+        raw = self._engine.arbitrate(
             _arrow(candidates, "candidates"),
             now_us=to_epoch_micros(now),
             history=None if history is None else _arrow(history, "history"),
         )
-        return DecisionResult(decisions=decisions, funnel=funnel)
+        return _result(raw)

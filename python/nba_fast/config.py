@@ -35,6 +35,7 @@ import pyarrow.types as pat
 from nba_fast._core import ConfigError
 
 __all__ = [
+    "CAP_SCOPE_KINDS",
     "CATALOG_SCHEMA",
     "MAX_POLICIES",
     "MAX_THRESHOLD",
@@ -42,8 +43,10 @@ __all__ = [
     "POLICY_LEVELS",
     "Action",
     "ContactPolicy",
+    "VolumeCap",
     "catalog_to_arrow",
     "duration_micros",
+    "load_caps",
     "load_catalog",
     "load_policies",
     "to_epoch_micros",
@@ -630,3 +633,82 @@ def _validate_policy(entry: Any, position: int) -> ContactPolicy:
         suppress_days=suppress_days,
         threshold_column=threshold_column,
     )
+
+
+CAP_SCOPE_KINDS: tuple[str, ...] = ("channel", "action", "group", "issue")
+"""The kinds of cap scope besides ``all``: ``KIND:NAME``."""
+
+
+@dataclass(frozen=True)
+class VolumeCap:
+    """One volume cap (DESIGN.md §3, "Volume caps"): at most `max` decisions per run in `scope`.
+
+    Attributes:
+        scope: ``all``, ``channel:NAME``, ``action:ID``, ``group:NAME`` or ``issue:NAME``.
+        max: the most decisions the scope may take (0 allows none).
+
+    Example:
+        >>> load_caps([VolumeCap("channel:email", 50_000), {"scope": "all", "max": 80_000}])
+        [VolumeCap(scope='channel:email', max=50000), VolumeCap(scope='all', max=80000)]
+    """
+
+    scope: str
+    max: int
+
+
+def load_caps(caps: Sequence[Mapping[str, Any] | VolumeCap] | None) -> list[VolumeCap]:
+    """Validates volume caps.
+
+    Args:
+        caps: a list of dicts with keys ``scope`` and ``max``, or `VolumeCap` objects; None
+            means none.
+
+    Returns:
+        The caps in the order given (the order in which the funnel reports them).
+
+    Raises:
+        ConfigError: an unknown or missing key, an unknown scope, a negative or non-integer
+            max, or a scope capped twice; the message names the cap.
+    """
+    if caps is None:
+        return []
+    if not isinstance(caps, Sequence) or isinstance(caps, str | bytes | bytearray):
+        raise ConfigError(
+            f"caps: expected a list of dicts or VolumeCap objects, got {type(caps).__name__}"
+        )
+    loaded: list[VolumeCap] = []
+    seen: set[str] = set()
+    for position, entry in enumerate(caps):
+        where = f"caps #{position + 1}"
+        if isinstance(entry, VolumeCap):
+            scope, maximum = entry.scope, entry.max
+        elif isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - {"scope", "max"})
+            if unknown:
+                raise ConfigError(f"{where}: unknown key {unknown[0]!r} (expected scope, max)")
+            missing = [key for key in ("scope", "max") if entry.get(key) is None]
+            if missing:
+                raise ConfigError(f"{where}: key {missing[0]!r} is required")
+            scope, maximum = entry["scope"], entry["max"]
+        else:
+            raise ConfigError(f"{where}: expected a dict or VolumeCap, got {type(entry).__name__}")
+        if not isinstance(scope, str):
+            raise ConfigError(f"{where}: key 'scope' must be a string, got {scope!r}")
+        where = f"cap {scope!r}"
+        kind, colon, name = scope.partition(":")
+        if scope != "all" and not (colon and kind in CAP_SCOPE_KINDS and name):
+            raise ConfigError(
+                f"{where}: unknown scope: expected 'all', 'channel:NAME', 'action:ID', "
+                "'group:NAME' or 'issue:NAME'"
+            )
+        if isinstance(maximum, bool) or not isinstance(maximum, numbers.Integral):
+            raise ConfigError(f"{where}: key 'max' must be an integer, got {maximum!r}")
+        if maximum < 0:
+            raise ConfigError(f"{where}: key 'max' must be >= 0, got {maximum}")
+        if maximum > _INT64_MAX:
+            raise ConfigError(f"{where}: key 'max' must be at most {_INT64_MAX}, got {maximum}")
+        if scope in seen:
+            raise ConfigError(f"{where}: scope capped twice")
+        seen.add(scope)
+        loaded.append(VolumeCap(scope, int(maximum)))
+    return loaded

@@ -10,7 +10,7 @@ descending and action_id ascending, and the top ``max_per_customer`` are selecte
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,8 +19,17 @@ import numpy as np
 import pyarrow as pa
 
 from nba_fast._core import ConfigError, DataError, RuleError
-from nba_fast.config import Action, ContactPolicy, load_catalog, load_policies, to_epoch_micros
+from nba_fast.config import (
+    Action,
+    ContactPolicy,
+    VolumeCap,
+    load_caps,
+    load_catalog,
+    load_policies,
+    to_epoch_micros,
+)
 from nba_fast.reference.bind import bind_rule
+from nba_fast.reference.caps import capped_stage, greedy
 from nba_fast.reference.contact import Contactability
 from nba_fast.reference.evaluate import Value, evaluate
 from nba_fast.reference.inputs import (
@@ -111,11 +120,15 @@ class Engine:
             (see `nba_fast.config.load_catalog`), or None (only for `arbitrate`).
         policies: contact policies, dicts or `ContactPolicy` objects (see
             `nba_fast.config.load_policies`), applied in order.
-        caps: volume caps (not implemented yet: must be empty).
+        caps: volume caps, dicts or `VolumeCap` objects (see `nba_fast.config.load_caps`),
+            settled by the global greedy (`nba_fast.reference.caps`).
+        allocation: ``greedy`` only: the optimal allocation of the Rust engine is checked
+            against an exact MIP solver instead.
         max_per_customer: actions selected per customer (rank <= this), at least 1.
 
     Raises:
-        ConfigError: a bad policy, caps given, max_per_customer < 1, or a bad catalog.
+        ConfigError: a bad policy or cap, allocation other than greedy, max_per_customer < 1,
+            or a bad catalog.
         RuleError: an eligibility rule does not parse.
 
     Example:
@@ -140,12 +153,16 @@ class Engine:
         catalog: Any,
         *,
         policies: Sequence[Mapping[str, Any] | ContactPolicy] | None = None,
-        caps: Sequence[Mapping[str, Any]] | None = None,
+        caps: Sequence[Mapping[str, Any] | VolumeCap] | None = None,
+        allocation: str = "greedy",
         max_per_customer: int = 1,
     ) -> None:
         self.policies: list[ContactPolicy] = load_policies(policies)
-        if caps:
-            raise ConfigError("caps: volume caps are not implemented yet")
+        self.caps: list[VolumeCap] = load_caps(caps)
+        if allocation != "greedy":
+            raise ConfigError(
+                f"allocation {allocation!r}: the reference implements the greedy only"
+            )
         if (
             isinstance(max_per_customer, bool)
             or not isinstance(max_per_customer, int)
@@ -157,6 +174,45 @@ class Engine:
         self.catalog: dict[str, Action] = {action.id: action for action in self.actions}
         # None stands for TRUE (no rule, or an empty one).
         self.rules: list[Expr | None] = [self._parse(action) for action in self.actions]
+        known = {action.id for action in self.actions}
+        for cap in self.caps:
+            kind, _, name = cap.scope.partition(":")
+            if self.actions and kind == "action" and name not in known:
+                raise ConfigError(f"caps: scope {cap.scope!r} names no action of the catalog")
+
+    def _select(
+        self,
+        ranked: Mapping[CustomerId, list[_Scored]],
+        funnel: Funnel,
+        sort_key: Callable[[CustomerId], Any] = lambda c: c,
+    ) -> list[Decision]:
+        """Top `max_per_customer` per customer, or without caps the global greedy."""
+        decisions: list[Decision] = []
+        top = self.max_per_customer
+        if not self.caps:
+            for customer_id, scored in ranked.items():
+                for rank, best in enumerate(scored[:top], start=1):
+                    funnel.count("top_choice", best.action_id)
+                    funnel.count("selected", best.action_id)
+                    decisions.append(best.accept(customer_id, rank))
+            return decisions
+        capped = greedy(ranked, self.caps, top, sort_key)
+        for customer_id, scored in ranked.items():
+            for rank, candidate in enumerate(scored, start=1):
+                action_id = candidate.action_id
+                if rank <= top:
+                    funnel.count("top_choice", action_id)
+                scope = capped.turned_down.get((customer_id, rank))
+                if scope is not None:
+                    funnel.count(capped_stage(scope), action_id)
+                if (customer_id, rank) in capped.accepted:
+                    funnel.count("selected", action_id)
+                    if rank > top:
+                        funnel.count("fallback", action_id)
+                    decisions.append(candidate.accept(customer_id, rank))
+                elif rank <= top:
+                    funnel.count("capped_out", action_id)
+        return decisions
 
     @staticmethod
     def _parse(action: Action) -> Expr | None:
@@ -230,8 +286,8 @@ class Engine:
         except DataError as err:
             raise DataError(f"customers: {err}") from err
 
-        funnel = Funnel([policy.name for policy in self.policies])
-        decisions: list[Decision] = []
+        funnel = Funnel([policy.name for policy in self.policies], [c.scope for c in self.caps])
+        ranked: dict[CustomerId, list[_Scored]] = {}
         active = [_is_active(action, now_us) for action in self.actions]
         for row, customer_id in enumerate(ids):
             values = {name: column[row] for name, column in columns.items()}
@@ -271,10 +327,8 @@ class Engine:
                 texts = (action.issue, action.group, action.channel, action.treatment)
                 factors = (action.value, action.context_weight, action.lever)
                 scored.append(_score(customer_id, action.id, texts, p, factors, "customers"))
-            for rank, best in enumerate(_ranked(scored)[: self.max_per_customer], start=1):
-                funnel.count("top_choice", best.action_id)
-                funnel.count("selected", best.action_id)
-                decisions.append(best.accept(customer_id, rank))
+            ranked[customer_id] = _ranked(scored)
+        decisions = self._select(ranked, funnel, _id_key)
         return Result(
             decisions=decisions_table(decisions, kind),
             funnel=funnel.table([action.id for action in self.actions]),
@@ -330,8 +384,8 @@ class Engine:
         by_customer: dict[CustomerId, list[tuple[int, CandidateRow]]] = {}
         for row, candidate in enumerate(rows):
             by_customer.setdefault(candidate.customer_id, []).append((row, candidate))
-        funnel = Funnel([policy.name for policy in self.policies])
-        decisions: list[Decision] = []
+        funnel = Funnel([policy.name for policy in self.policies], [c.scope for c in self.caps])
+        ranked: dict[CustomerId, list[_Scored]] = {}
         for customer_id, customer_rows in by_customer.items():
             scored: list[_Scored] = []
             for row, candidate in customer_rows:
@@ -385,12 +439,15 @@ class Engine:
                     for mine, default in zip(row_texts, catalog_texts, strict=True)
                 ]
                 scored.append(_score(customer_id, action_id, texts, p, factors, "candidates"))
-            for rank, best in enumerate(_ranked(scored)[: self.max_per_customer], start=1):
-                funnel.count("top_choice", best.action_id)
-                funnel.count("selected", best.action_id)
-                decisions.append(best.accept(customer_id, rank))
+            ranked[customer_id] = _ranked(scored)
+        decisions = self._select(ranked, funnel, _id_key)
         action_ids = sorted({candidate.action_id for candidate in rows})
         return Result(decisions=decisions_table(decisions, kind), funnel=funnel.table(action_ids))
+
+
+def _id_key(customer_id: CustomerId) -> Any:
+    """Customer ids in output order: numbers numerically, strings by UTF-8 bytes."""
+    return customer_id.encode() if isinstance(customer_id, str) else customer_id
 
 
 def _field(action: Action | None, name: str) -> str | None:

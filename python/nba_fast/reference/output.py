@@ -110,14 +110,20 @@ class Funnel:
     Args:
         policy_names: the contact policies in order; each adds the drop stage
             ``suppressed:NAME`` right after ``contactable``.
+        cap_scopes: the volume caps in order; with any, ``capped:SCOPE`` (drops), then
+            ``capped_out`` (top choices turned down) and ``fallback`` (accepted below the top
+            choices) come between ``top_choice`` and ``selected``.
     """
 
-    def __init__(self, policy_names: Sequence[str] = ()) -> None:
+    def __init__(self, policy_names: Sequence[str] = (), cap_scopes: Sequence[str] = ()) -> None:
         self.stages: list[tuple[str, bool]] = []
         for stage, is_keep in STAGES:
             self.stages.append((stage, is_keep))
             if stage == "contactable":
                 self.stages.extend((suppressed_stage(name), False) for name in policy_names)
+            if stage == "top_choice" and cap_scopes:
+                self.stages.extend((f"capped:{scope}", False) for scope in cap_scopes)
+                self.stages.extend([("capped_out", True), ("fallback", True)])
         self.counts: dict[str, Counter[str]] = {stage: Counter() for stage, _ in self.stages}
 
     def count(self, stage: str, action_id: str) -> None:

@@ -13,8 +13,10 @@ use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray, UIn
 use arrow_schema::DataType;
 use rayon::prelude::*;
 
+use crate::allocate::{settle, Lists};
+use crate::caps::CompiledCaps;
 use crate::catalog::{byte_order_ranks, Action};
-use crate::engine::{Decided, Engine};
+use crate::engine::{report, AllocationReport, Decided, Engine};
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
 use crate::history::{Codes, NO_CODE};
@@ -103,6 +105,7 @@ impl Engine {
             id_order: &id_order,
             action_ids: &action_ids,
             max_per_customer: self.options().max_per_customer,
+            keep_all: !self.options().caps.is_empty(),
             policies: &policies,
             row_codes: &row_codes,
             threshold_columns: &threshold_columns,
@@ -115,19 +118,80 @@ impl Engine {
                 .collect()
         });
         let mut funnel = FunnelCounts::new(action_ids.len(), self.policies().len());
-        let mut parts: Vec<RecordBatch> = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            let chunk = chunk?;
+        let mut chunks = chunks.into_iter().collect::<Result<Vec<Chunk>>>()?;
+        for chunk in &chunks {
             funnel.merge(&chunk.funnel);
-            parts.push(context.output(&chunk)?);
         }
+        let allocation = if self.options().caps.is_empty() {
+            None
+        } else {
+            let caps = CompiledCaps::new(&self.options().caps, &codes);
+            Some(pool.install(|| self.settle_chunks(&mut chunks, &caps, &row_codes, &mut funnel))?)
+        };
+        let parts = chunks
+            .iter()
+            .map(|chunk| context.output(chunk))
+            .collect::<Result<Vec<RecordBatch>>>()?;
         let schema = decisions_schema(candidates.ids.kind());
         let decisions = arrow_select::concat::concat_batches(&schema, &parts)?;
         let names: Vec<&str> = action_ids.iter().map(String::as_str).collect();
+        let cap_names: Vec<String> = self.options().caps.iter().map(|c| c.scope.text()).collect();
         Ok(Decided {
             decisions,
-            funnel: funnel.to_batch(&names, &id_order, &self.policy_names())?,
+            funnel: funnel.to_batch(&names, &id_order, &self.policy_names(), &cap_names)?,
+            allocation,
+            timings: Vec::new(),
         })
+    }
+
+    /// Settles the caps over the chunks' ranked candidates (customers in id order, each
+    /// starting at rank 1) and keeps the accepted ones.
+    fn settle_chunks(
+        &self,
+        chunks: &mut [Chunk],
+        caps: &CompiledCaps,
+        row_codes: &[[u32; 4]],
+        funnel: &mut FunnelCounts,
+    ) -> Result<AllocationReport> {
+        let mut starts = vec![0usize];
+        let (mut priority, mut tie, mut slots, mut actions, mut ranks) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for chunk in chunks.iter() {
+            for &(row, s, rank) in &chunk.selected {
+                if rank == 1 && !priority.is_empty() {
+                    starts.push(priority.len());
+                }
+                priority.push(s.priority);
+                tie.push(s.tie);
+                slots.push(caps.slots(&row_codes[row as usize]));
+                actions.push(s.action);
+                ranks.push(rank);
+            }
+        }
+        if !priority.is_empty() {
+            starts.push(priority.len());
+        }
+        let ordinal: Vec<u32> = (0..starts.len().saturating_sub(1) as u32).collect();
+        let lists = Lists {
+            starts: &starts,
+            ordinal: &ordinal,
+            priority: &priority,
+            tie: &tie,
+            slots: &slots,
+        };
+        let method = self.options().allocation;
+        let m = self.options().max_per_customer;
+        let allocated = settle(&lists, &actions, &ranks, caps, m, method, funnel);
+        let mut x = 0usize;
+        for chunk in chunks.iter_mut() {
+            let keep = &allocated.accepted[x..x + chunk.selected.len()];
+            x += chunk.selected.len();
+            let mut flags = keep.iter();
+            chunk
+                .selected
+                .retain(|_| flags.next().copied().unwrap_or(false));
+        }
+        report(caps, &allocated, method)
     }
 }
 
@@ -144,6 +208,8 @@ struct Context<'a> {
     id_order: &'a [u32],
     action_ids: &'a [String],
     max_per_customer: usize,
+    /// Keep every survivor, ranked, for the caps.
+    keep_all: bool,
     policies: &'a PolicyStage,
     /// Per candidate row: codes of its action, group, issue and channel.
     row_codes: &'a [[u32; 4]],
@@ -245,10 +311,19 @@ impl Context<'_> {
             }
             ranked.clear();
             ranked.extend(scored.iter().map(|(s, _)| *s));
-            let top = rank_in_place(&mut ranked, self.max_per_customer);
+            let keep = if self.keep_all {
+                ranked.len()
+            } else {
+                self.max_per_customer
+            };
+            let top = rank_in_place(&mut ranked, keep);
             for (rank, s) in ranked[..top].iter().enumerate() {
-                funnel.top_choice[s.action as usize] += 1;
-                funnel.selected[s.action as usize] += 1;
+                if rank < self.max_per_customer {
+                    funnel.top_choice[s.action as usize] += 1;
+                    if !self.keep_all {
+                        funnel.selected[s.action as usize] += 1;
+                    }
+                }
                 let row = scored
                     .iter()
                     .find(|(x, _)| x.action == s.action)

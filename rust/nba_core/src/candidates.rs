@@ -35,6 +35,8 @@ pub(crate) struct Plan<'a> {
     pub action_policies: Vec<u64>,
     pub propensities: Propensities<'a>,
     pub max_per_customer: usize,
+    /// Keep every survivor, ranked (volume caps settle them after all batches).
+    pub keep_all: bool,
     pub now_us: i64,
 }
 
@@ -47,6 +49,21 @@ pub(crate) struct BatchDecisions {
     pub priority: Vec<f64>,
     pub rank: Vec<i32>,
     pub funnel: FunnelCounts,
+}
+
+impl BatchDecisions {
+    /// Keeps the candidates whose flag is set.
+    pub fn retain(&mut self, keep: &[bool]) {
+        fn filter<T: Copy>(values: &mut Vec<T>, keep: &[bool]) {
+            let mut flags = keep.iter();
+            values.retain(|_| flags.next().copied().unwrap_or(false));
+        }
+        filter(&mut self.rows, keep);
+        filter(&mut self.actions, keep);
+        filter(&mut self.propensity, keep);
+        filter(&mut self.priority, keep);
+        filter(&mut self.rank, keep);
+    }
 }
 
 /// Decides one batch; `first_row` is the batch's offset in the whole input (for dense
@@ -93,6 +110,10 @@ pub(crate) fn decide_batch(
     let id_order = catalog.id_order();
     let mut scored: Vec<Scored> = Vec::with_capacity(actions);
     let mut looked_up: Vec<f64> = vec![f64::NAN; actions];
+    let histories = match &plan.policies.history {
+        Some(history) => history.for_customers(&ids),
+        None => Vec::new(),
+    };
     for row in 0..rows {
         // NaN marks "no propensity for this pair" in the per-row lookup buffer.
         let given: &[f64] = match &plan.propensities {
@@ -109,10 +130,7 @@ pub(crate) fn decide_batch(
                 &looked_up
             }
         };
-        let events = match &plan.policies.history {
-            Some(history) => history.for_customer(&ids, row),
-            None => &[],
-        };
+        let events = histories.get(row).copied().unwrap_or(&[]);
         scratch.clear();
         if !plan.policies.policies.is_empty() {
             plan.policies.thresholds_for(
@@ -180,10 +198,19 @@ pub(crate) fn decide_batch(
                 priority: value,
             });
         }
-        let top = rank_in_place(&mut scored, plan.max_per_customer);
+        let keep = if plan.keep_all {
+            scored.len()
+        } else {
+            plan.max_per_customer
+        };
+        let top = rank_in_place(&mut scored, keep);
         for (rank, s) in scored[..top].iter().enumerate() {
-            funnel.top_choice[s.action as usize] += 1;
-            funnel.selected[s.action as usize] += 1;
+            if rank < plan.max_per_customer {
+                funnel.top_choice[s.action as usize] += 1;
+                if !plan.keep_all {
+                    funnel.selected[s.action as usize] += 1;
+                }
+            }
             out.rows.push(row as u32);
             out.actions.push(s.action);
             out.propensity.push(s.propensity);

@@ -8,7 +8,9 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::{ArrowError, SchemaRef};
 use rayon::prelude::*;
 
+use crate::allocate::{settle, usage_batch, Lists};
 use crate::candidates::{decide_batch, BatchDecisions, Plan};
+use crate::caps::{validate_caps, Allocation, CapScope, CompiledCaps, VolumeCap};
 use crate::catalog::{prefix_error, Catalog};
 use crate::contact::Contactability;
 use crate::error::Result;
@@ -31,6 +33,10 @@ pub struct EngineOptions {
     pub batch_rows: usize,
     /// Worker threads; `None` = `NBA_FAST_THREADS` or the number of cores.
     pub threads: Option<usize>,
+    /// Volume caps of one run (scopes unique).
+    pub caps: Vec<VolumeCap>,
+    /// How decisions are allocated under the caps.
+    pub allocation: Allocation,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +45,8 @@ impl Default for EngineOptions {
             max_per_customer: 1,
             batch_rows: 32_768,
             threads: None,
+            caps: Vec::new(),
+            allocation: Allocation::Greedy,
         }
     }
 }
@@ -86,13 +94,58 @@ impl Inputs<'_> {
     }
 }
 
-/// The two tables a run produces.
+/// What a run produces.
 #[derive(Debug, Clone)]
 pub struct Decided {
     /// One row per accepted (customer, action), ordered by customer then rank.
     pub decisions: RecordBatch,
     /// (stage, action_id, count) rows.
     pub funnel: RecordBatch,
+    /// How the caps were settled; `None` without caps.
+    pub allocation: Option<AllocationReport>,
+    /// Wall-clock seconds per stage, in order.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// How the volume caps were settled.
+#[derive(Debug, Clone)]
+pub struct AllocationReport {
+    /// Greedy or optimal.
+    pub method: Allocation,
+    /// Total priority of the decisions.
+    pub objective: f64,
+    /// Total priority the plain greedy reaches.
+    pub greedy_objective: f64,
+    /// Upper bound on any feasible total (optimal only).
+    pub dual_bound: Option<f64>,
+    /// (bound − objective) / bound (optimal only).
+    pub gap: Option<f64>,
+    /// Passes over the candidates of the price search (optimal only).
+    pub passes: u32,
+    /// (scope, max, used) per cap.
+    pub usage: RecordBatch,
+}
+
+/// Records the wall-clock time of consecutive stages.
+pub(crate) struct Stopwatch {
+    last: std::time::Instant,
+    pub laps: Vec<(&'static str, f64)>,
+}
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends stage `name` (it began where the previous one ended).
+    pub fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
 }
 
 /// A compiled catalog plus options.
@@ -118,6 +171,18 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self> {
         validate_policies(&policies)?;
+        validate_caps(&options.caps)?;
+        if !catalog.is_empty() {
+            for cap in &options.caps {
+                if let CapScope::Action(id) = &cap.scope {
+                    if catalog.index_of(id).is_none() {
+                        return Err(config_err!(
+                            "caps: scope \"action:{id}\" names no action of the catalog"
+                        ));
+                    }
+                }
+            }
+        }
         if options.max_per_customer < 1 {
             return Err(config_err!(
                 "max_per_customer must be at least 1, got {}",
@@ -204,7 +269,8 @@ impl Engine {
             )
         })?;
         let pool = thread_pool(self.options.threads)?;
-        let plan = pool.install(|| self.plan(&schema, id_kind, inputs))?;
+        let mut watch = Stopwatch::start();
+        let plan = pool.install(|| self.plan(&schema, id_kind, inputs, &mut watch))?;
         let wave_size = pool.current_num_threads() * 2;
 
         let mut results: Vec<BatchDecisions> = Vec::new();
@@ -254,7 +320,8 @@ impl Engine {
                 ));
             }
         }
-        self.finish(results, id_kind)
+        watch.lap("decide");
+        pool.install(|| self.finish(results, id_kind, watch))
     }
 
     fn plan<'a>(
@@ -262,6 +329,7 @@ impl Engine {
         schema: &SchemaRef,
         id_kind: IdKind,
         inputs: Inputs<'a>,
+        watch: &mut Stopwatch,
     ) -> Result<Plan<'a>> {
         let now_us = inputs.now_us;
         let rules: Vec<BoundRule> = self
@@ -282,8 +350,10 @@ impl Engine {
             .collect::<Result<_>>()?;
         let contact =
             Contactability::prepare(&self.catalog, schema, id_kind, inputs.do_not_contact)?;
+        watch.lap("prepare");
         let policies =
             PolicyStage::prepare(&self.policies, &self.codes, inputs.history, id_kind, now_us)?;
+        watch.lap("history_index");
         // Fail before any batch if a threshold column is missing or mistyped.
         policies.threshold_columns(&RecordBatch::new_empty(schema.clone()), "customers")?;
         let action_codes: Vec<[u32; 4]> = self
@@ -314,6 +384,7 @@ impl Engine {
                 columns,
             } => Propensities::dense(values, rows, columns, &self.catalog)?,
         };
+        watch.lap("propensity_index");
         Ok(Plan {
             catalog: &self.catalog,
             rules,
@@ -330,12 +401,19 @@ impl Engine {
             action_policies,
             propensities,
             max_per_customer: self.options.max_per_customer,
+            keep_all: !self.options.caps.is_empty(),
             now_us,
         })
     }
 
-    /// Merges the batches' results: checks ids are unique, orders by customer, builds tables.
-    fn finish(&self, results: Vec<BatchDecisions>, id_kind: IdKind) -> Result<Decided> {
+    /// Merges the batches' results: checks ids are unique, settles the caps, orders by
+    /// customer, builds tables.
+    fn finish(
+        &self,
+        mut results: Vec<BatchDecisions>,
+        id_kind: IdKind,
+        mut watch: Stopwatch,
+    ) -> Result<Decided> {
         let mut funnel = FunnelCounts::new(self.catalog.len(), self.policies.len());
         for result in &results {
             funnel.merge(&result.funnel);
@@ -345,6 +423,13 @@ impl Engine {
         if !sorted {
             check_unique(&id_columns, id_kind)?;
         }
+        let allocation = if self.options.caps.is_empty() {
+            None
+        } else {
+            let report = self.apply_caps(&mut results, sorted, &mut funnel)?;
+            watch.lap("allocate");
+            Some(report)
+        };
         let mut columns = DecisionColumns::with_kind(id_kind);
         for result in &results {
             columns.append(result)?;
@@ -356,11 +441,147 @@ impl Engine {
             .iter()
             .map(|a| a.id.as_str())
             .collect();
+        let cap_names: Vec<String> = self.options.caps.iter().map(|c| c.scope.text()).collect();
+        let funnel = funnel.to_batch(
+            &ids,
+            self.catalog.id_order(),
+            &self.policy_names(),
+            &cap_names,
+        )?;
+        watch.lap("output");
         Ok(Decided {
             decisions,
-            funnel: funnel.to_batch(&ids, self.catalog.id_order(), &self.policy_names())?,
+            funnel,
+            allocation,
+            timings: watch.laps,
         })
     }
+
+    /// Settles the caps over every batch's ranked survivors and keeps the accepted ones.
+    fn apply_caps(
+        &self,
+        results: &mut [BatchDecisions],
+        sorted: bool,
+        funnel: &mut FunnelCounts,
+    ) -> Result<AllocationReport> {
+        let caps = CompiledCaps::new(&self.options.caps, &self.codes);
+        let action_slots: Vec<_> = self
+            .catalog
+            .actions()
+            .iter()
+            .map(|a| {
+                caps.slots(&[
+                    self.codes.get(0, &a.id),
+                    self.codes.get(1, &a.group),
+                    self.codes.get(2, &a.issue),
+                    self.codes.get(3, &a.channel),
+                ])
+            })
+            .collect();
+        let id_order = self.catalog.id_order();
+        let total: usize = results.iter().map(|r| r.rows.len()).sum();
+        let mut starts = vec![0usize];
+        let mut customers: Vec<(u32, u32)> = Vec::new();
+        let (mut priority, mut tie, mut slots, mut actions, mut ranks) = (
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+            Vec::with_capacity(total),
+        );
+        let mut offsets = Vec::with_capacity(results.len());
+        let mut offset = 0usize;
+        for (b, result) in results.iter().enumerate() {
+            offsets.push(offset);
+            offset += result.ids.len();
+            for k in 0..result.rows.len() {
+                if k == 0 || result.rows[k] != result.rows[k - 1] {
+                    if !customers.is_empty() {
+                        starts.push(priority.len());
+                    }
+                    customers.push((b as u32, result.rows[k]));
+                }
+                let a = result.actions[k] as usize;
+                priority.push(result.priority[k]);
+                tie.push(id_order[a]);
+                slots.push(action_slots[a]);
+                actions.push(result.actions[k]);
+                ranks.push(result.rank[k]);
+            }
+        }
+        if !customers.is_empty() {
+            starts.push(priority.len());
+        }
+        if u32::try_from(offset).is_err() {
+            return Err(data_err!(
+                "caps: more than {} customers in one run",
+                u32::MAX
+            ));
+        }
+        let ordinal: Vec<u32> = if sorted {
+            customers
+                .iter()
+                .map(|&(b, row)| (offsets[b as usize] + row as usize) as u32)
+                .collect()
+        } else {
+            let mut order: Vec<u32> = (0..customers.len() as u32).collect();
+            order.par_sort_unstable_by(|&x, &y| {
+                let (bx, rx) = customers[x as usize];
+                let (by, ry) = customers[y as usize];
+                results[bx as usize]
+                    .ids
+                    .cmp_at(rx as usize, &results[by as usize].ids, ry as usize)
+            });
+            let mut ordinal = vec![0u32; customers.len()];
+            for (position, &i) in order.iter().enumerate() {
+                ordinal[i as usize] = position as u32;
+            }
+            ordinal
+        };
+        let lists = Lists {
+            starts: &starts,
+            ordinal: &ordinal,
+            priority: &priority,
+            tie: &tie,
+            slots: &slots,
+        };
+        let m = self.options.max_per_customer;
+        let allocated = settle(
+            &lists,
+            &actions,
+            &ranks,
+            &caps,
+            m,
+            self.options.allocation,
+            funnel,
+        );
+        let mut x = 0usize;
+        for result in results.iter_mut() {
+            let keep: Vec<bool> = allocated.accepted[x..x + result.rows.len()].to_vec();
+            x += result.rows.len();
+            result.retain(&keep);
+        }
+        report(&caps, &allocated, self.options.allocation)
+    }
+}
+
+/// The report of a settled allocation.
+pub(crate) fn report(
+    caps: &CompiledCaps,
+    allocated: &crate::allocate::Allocated,
+    method: Allocation,
+) -> Result<AllocationReport> {
+    Ok(AllocationReport {
+        method,
+        objective: allocated.objective,
+        greedy_objective: allocated.greedy_objective,
+        dual_bound: allocated.dual_bound,
+        gap: allocated
+            .dual_bound
+            .map(|bound| crate::allocate::relative_gap(bound, allocated.objective)),
+        passes: allocated.passes,
+        usage: usage_batch(caps, &allocated.used)?,
+    })
 }
 
 /// Whether the ids, read in order across the columns, are strictly increasing (hence unique

@@ -58,6 +58,12 @@ pub struct FunnelCounts {
     pub top_choice: Vec<u64>,
     /// Candidates accepted.
     pub selected: Vec<u64>,
+    /// `capped[cap][action]`: candidates a volume cap turned down (the first full one).
+    pub capped: Vec<Vec<u64>>,
+    /// Top choices (rank <= max_per_customer) that the caps turned down.
+    pub capped_out: Vec<u64>,
+    /// Accepted candidates below the top choices: where capped-out customers fell back to.
+    pub fallback: Vec<u64>,
 }
 
 impl FunnelCounts {
@@ -69,6 +75,9 @@ impl FunnelCounts {
             suppressed: vec![vec![0; actions]; policies],
             top_choice: vec![0; actions],
             selected: vec![0; actions],
+            capped: Vec::new(),
+            capped_out: vec![0; actions],
+            fallback: vec![0; actions],
         }
     }
 
@@ -92,17 +101,27 @@ impl FunnelCounts {
         }
         add(&mut self.top_choice, &other.top_choice);
         add(&mut self.selected, &other.selected);
+        if self.capped.len() < other.capped.len() {
+            self.capped
+                .resize(other.capped.len(), vec![0; self.candidates.len()]);
+        }
+        for (into, from) in self.capped.iter_mut().zip(&other.capped) {
+            add(into, from);
+        }
+        add(&mut self.capped_out, &other.capped_out);
+        add(&mut self.fallback, &other.fallback);
     }
 
     /// The funnel table: (stage, action_id, count) in stage order, then action id byte order.
     /// `action_ids[a]` names action `a`; `id_order` sorts them; `policy_names[p]` names the
-    /// contact policies. Keep stages list every action, drop reasons only the actions they
-    /// dropped something of.
+    /// contact policies, `cap_names[c]` the volume caps (none: no cap stages). Keep stages list
+    /// every action, drop reasons only the actions they dropped something of.
     pub fn to_batch(
         &self,
         action_ids: &[&str],
         id_order: &[u32],
         policy_names: &[String],
+        cap_names: &[String],
     ) -> Result<RecordBatch> {
         let mut by_id: Vec<usize> = (0..action_ids.len()).collect();
         by_id.sort_by_key(|&a| id_order[a]);
@@ -135,6 +154,15 @@ impl FunnelCounts {
         rows.push(("not_suppressed".to_owned(), remaining, true));
         rows.push(drops(Drop::NoPropensity));
         rows.push(("top_choice".to_owned(), self.top_choice.clone(), true));
+        if !cap_names.is_empty() {
+            let none = vec![0; self.candidates.len()];
+            for (c, name) in cap_names.iter().enumerate() {
+                let counts = self.capped.get(c).unwrap_or(&none);
+                rows.push((format!("capped:{name}"), counts.clone(), false));
+            }
+            rows.push(("capped_out".to_owned(), self.capped_out.clone(), true));
+            rows.push(("fallback".to_owned(), self.fallback.clone(), true));
+        }
         rows.push(("selected".to_owned(), self.selected.clone(), true));
 
         let mut stages: Vec<&str> = Vec::new();

@@ -11,11 +11,12 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
+use hashbrown::HashTable;
 
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::ids::{group_rows, is_text, Groups, IdColumn, IdIndex, IdKind};
+use crate::ids::{id_hash_int, id_hash_str, is_text, IdColumn, IdKind};
 use crate::{data_err, schema_err};
 
 /// The code of a value no action has (and of NULL): it never equals a candidate's code.
@@ -61,10 +62,16 @@ pub struct Event {
 pub struct History {
     partitions: Vec<Partition>,
     bits: u32,
+    /// String ids, per chunk of input rows: a string id's key is `chunk << 32 | row`. Empty
+    /// for integer ids, whose key is the id itself.
+    strings: Vec<StringArray>,
 }
 
 /// log2 of the number of partitions: enough to keep every core busy and each table small.
 const PARTITION_BITS: u32 = 6;
+
+/// Rows of input read as one task: small enough to spread over the cores.
+const CHUNK_ROWS: usize = 1 << 18;
 
 #[inline]
 fn partition_of(hash: u64, bits: u32) -> usize {
@@ -72,47 +79,106 @@ fn partition_of(hash: u64, bits: u32) -> usize {
     (hash >> (64 - bits)) as usize
 }
 
-/// One partition's events grouped by customer: `events[starts[g]..starts[g + 1]]`, ascending
-/// by time.
+/// A kept event with its customer: the id's hash and key (see [`History::strings`]).
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    hash: u64,
+    key: u64,
+    event: Event,
+}
+
+/// One partition's events grouped by customer, each group ascending by time: the customer
+/// whose table entry is `(key, start, len)` has `events[start..start + len]`. The entry holds
+/// the range itself so a probe touches two cache lines: the entry and the events.
 #[derive(Debug)]
 struct Partition {
-    index: IdIndex,
-    starts: Vec<u32>,
+    table: HashTable<(u64, u32, u32)>,
     events: Vec<Event>,
 }
 
-impl Partition {
-    /// Groups the events at `rows` (of `ids` and `events`) by customer.
-    fn build(ids: &IdColumn, events: &[Event], rows: &[u32]) -> Result<Self> {
-        let take = arrow_array::UInt32Array::from(rows.to_vec());
-        let keys = arrow_select::take::take(&ids.to_array(), &take, None)?;
-        let (index, numbers) = IdIndex::build(IdColumn::from_array(&keys, "history")?)?;
-        let Groups {
-            starts,
-            rows: order,
-        } = group_rows(&numbers, index.len());
-        let mut grouped: Vec<Event> = order
-            .iter()
-            .map(|&k| events[rows[k as usize] as usize])
-            .collect();
-        for g in 0..index.len() {
-            grouped[starts[g] as usize..starts[g + 1] as usize].sort_unstable_by_key(|e| e.time);
-        }
-        Ok(Self {
-            index,
-            starts,
-            events: grouped,
-        })
+/// How a partition compares keys: integer ids are their own key, string ids live in `strings`.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    strings: &'a [StringArray],
+}
+
+impl Keys<'_> {
+    #[inline]
+    fn text(&self, key: u64) -> &str {
+        self.strings[(key >> 32) as usize].value((key & 0xffff_ffff) as usize)
     }
 
-    fn for_customer(&self, ids: &IdColumn, row: usize) -> &[Event] {
-        match self.index.find(ids, row) {
-            Some(g) => {
-                let g = g as usize;
-                &self.events[self.starts[g] as usize..self.starts[g + 1] as usize]
-            }
-            None => &[],
+    #[inline]
+    fn hash(&self, key: u64) -> u64 {
+        if self.strings.is_empty() {
+            id_hash_int(key as i64)
+        } else {
+            id_hash_str(self.text(key))
         }
+    }
+
+    #[inline]
+    fn eq(&self, a: u64, b: u64) -> bool {
+        a == b || (!self.strings.is_empty() && self.text(a) == self.text(b))
+    }
+}
+
+impl Partition {
+    /// Groups a partition's events (from every chunk) by customer, each group by time.
+    fn build(chunks: &[&[Keyed]], keys: Keys<'_>) -> Self {
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        // Sized for a few events per customer: an oversized table costs a miss per probe.
+        let mut table: HashTable<(u64, u32, u32)> = HashTable::with_capacity(total / 4 + 16);
+        let mut groups: Vec<u32> = Vec::with_capacity(total);
+        let mut counts: Vec<u32> = Vec::new();
+        for keyed in chunks.iter().flat_map(|c| c.iter()) {
+            let found = table.find(keyed.hash, |&(key, _, _)| keys.eq(key, keyed.key));
+            let group = match found {
+                Some(&(_, g, _)) => g,
+                None => {
+                    let g = counts.len() as u32;
+                    table.insert_unique(keyed.hash, (keyed.key, g, 0), |&(key, _, _)| {
+                        keys.hash(key)
+                    });
+                    counts.push(0);
+                    g
+                }
+            };
+            counts[group as usize] += 1;
+            groups.push(group);
+        }
+        let mut starts = Vec::with_capacity(counts.len() + 1);
+        let mut sum = 0u32;
+        starts.push(0);
+        for &count in &counts {
+            sum += count;
+            starts.push(sum);
+        }
+        let mut cursor: Vec<u32> = starts[..counts.len()].to_vec();
+        let mut events = vec![
+            Event {
+                time: 0,
+                codes: [NO_CODE; 4],
+                policies: 0
+            };
+            total
+        ];
+        for (keyed, &g) in chunks.iter().flat_map(|c| c.iter()).zip(&groups) {
+            let slot = &mut cursor[g as usize];
+            events[*slot as usize] = keyed.event;
+            *slot += 1;
+        }
+        for g in 0..counts.len() {
+            let group = &mut events[starts[g] as usize..starts[g + 1] as usize];
+            if group.len() > 1 {
+                group.sort_unstable_by_key(|e| e.time);
+            }
+        }
+        for entry in table.iter_mut() {
+            let g = entry.1 as usize;
+            *entry = (entry.0, starts[g], counts[g]);
+        }
+        Self { table, events }
     }
 }
 
@@ -122,11 +188,122 @@ pub struct PolicyFilter<'a> {
     pub channels: Vec<Option<u32>>,
     /// Per policy: the outcomes it counts.
     pub outcomes: Vec<&'a [String]>,
+    /// Per policy: events at or before this time (µs) cannot change its verdict at `now`.
+    pub horizons: Vec<i64>,
+}
+
+/// The per-call constants of reading history rows.
+struct Reader<'a> {
+    customer_kind: IdKind,
+    codes: &'a Codes,
+    filter: &'a PolicyFilter<'a>,
+    outcome_masks: HashMap<&'a str, u64>,
+    now_us: i64,
+    bits: u32,
+}
+
+/// What one chunk of input rows keeps: its events by partition, and its string ids.
+struct Chunk {
+    parts: Vec<Vec<Keyed>>,
+    strings: Option<StringArray>,
+}
+
+impl Reader<'_> {
+    /// Validates one chunk (rows `first_row..` of the whole history) and keeps the events some
+    /// policy counts, routed to their partitions.
+    fn read(&self, batch: &RecordBatch, first_row: usize, chunk: usize) -> Result<Chunk> {
+        let ids = column(batch, "customer_id")?;
+        if IdKind::of(ids.data_type()).is_some_and(|k| k != self.customer_kind) {
+            return Err(schema_err!(
+                "history: customer_id is {} but the customers' customer_id is {}",
+                ids.data_type(),
+                self.customer_kind.data_type()
+            ));
+        }
+        let ids =
+            IdColumn::from_array(ids, "history").map_err(|err| offset_rows(err, first_row))?;
+        let times = timestamps(column(batch, "timestamp")?)?;
+        let codes = self.codes;
+        let fields: Vec<Vec<u32>> = FIELDS
+            .iter()
+            .enumerate()
+            .map(|(f, name)| code_column(column(batch, name)?, name, NO_CODE, |v| codes.get(f, v)))
+            .collect::<Result<_>>()?;
+        let outcomes = code_column(column(batch, "outcome")?, "outcome", 0u64, |v| {
+            self.outcome_masks.get(v).copied().unwrap_or(0)
+        })?;
+        let mut parts: Vec<Vec<Keyed>> = vec![Vec::new(); 1 << self.bits];
+        let filter = self.filter;
+        for row in 0..batch.num_rows() {
+            if times.is_null(row) {
+                let row = first_row + row;
+                return Err(data_err!("history: timestamp is null in row {row}"));
+            }
+            let time = times.value(row);
+            let by_outcome = outcomes[row];
+            if time > self.now_us || by_outcome == 0 {
+                continue;
+            }
+            let channel = fields[3][row];
+            let mut policies = 0u64;
+            for (p, wanted) in filter.channels.iter().enumerate() {
+                let counted = by_outcome & (1 << p) != 0
+                    && time > filter.horizons[p]
+                    && wanted.is_none_or(|c| c == channel && channel != NO_CODE);
+                if counted {
+                    policies |= 1 << p;
+                }
+            }
+            if policies == 0 {
+                continue;
+            }
+            let hash = ids.hash_at(row);
+            let key = match &ids {
+                IdColumn::Int(a) => a.value(row) as u64,
+                IdColumn::Str(_) => ((chunk as u64) << 32) | row as u64,
+            };
+            parts[partition_of(hash, self.bits)].push(Keyed {
+                hash,
+                key,
+                event: Event {
+                    time,
+                    codes: [fields[0][row], fields[1][row], fields[2][row], channel],
+                    policies,
+                },
+            });
+        }
+        let strings = match ids {
+            IdColumn::Str(a) => Some(a),
+            IdColumn::Int(_) => None,
+        };
+        Ok(Chunk { parts, strings })
+    }
+}
+
+/// Renumbers the row in a "row N" message of a chunk to the whole history's row.
+fn offset_rows(err: crate::error::NbaError, first_row: usize) -> crate::error::NbaError {
+    if first_row == 0 {
+        return err;
+    }
+    match err {
+        crate::error::NbaError::Data(message) => {
+            let fixed = match message.rsplit_once(" in row ") {
+                Some((head, row)) => match row.parse::<usize>() {
+                    Ok(row) => format!("{head} in row {}", row + first_row),
+                    Err(_) => message,
+                },
+                None => message,
+            };
+            crate::error::NbaError::Data(fixed)
+        }
+        other => other,
+    }
 }
 
 impl History {
-    /// Validates and indexes the history; events after `now_us`, and events no policy counts,
-    /// are left out.
+    /// Validates and indexes the history; events after `now_us`, and events no policy counts
+    /// (by channel, outcome or horizon), are left out. Runs on the caller's rayon pool: chunks
+    /// of rows are read in parallel, then each partition is grouped in parallel.
     pub fn build(
         batches: &[RecordBatch],
         customer_kind: IdKind,
@@ -141,89 +318,93 @@ impl History {
                 *outcome_masks.entry(outcome.as_str()).or_insert(0) |= 1 << p;
             }
         }
-        let mut id_arrays: Vec<ArrayRef> = Vec::new();
-        let mut events: Vec<Event> = Vec::new();
+        let bits = PARTITION_BITS;
+        let reader = Reader {
+            customer_kind,
+            codes,
+            filter,
+            outcome_masks,
+            now_us,
+            bits,
+        };
+        let mut slices: Vec<(RecordBatch, usize)> = Vec::new();
         let mut offset = 0usize;
         for batch in batches {
-            let ids = column(batch, "customer_id")?;
-            if IdKind::of(ids.data_type()).is_some_and(|k| k != customer_kind) {
-                return Err(schema_err!(
-                    "history: customer_id is {} but the customers' customer_id is {}",
-                    ids.data_type(),
-                    customer_kind.data_type()
-                ));
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let len = CHUNK_ROWS.min(batch.num_rows() - start);
+                slices.push((batch.slice(start, len), offset + start));
+                start += len;
             }
-            let ids = IdColumn::from_array(ids, "history")?;
-            let times = timestamps(column(batch, "timestamp")?)?;
-            let fields: Vec<Vec<u32>> = FIELDS
-                .iter()
-                .enumerate()
-                .map(|(f, name)| {
-                    code_column(column(batch, name)?, name, NO_CODE, |v| codes.get(f, v))
-                })
-                .collect::<Result<_>>()?;
-            let outcomes = code_column(column(batch, "outcome")?, "outcome", 0u64, |v| {
-                outcome_masks.get(v).copied().unwrap_or(0)
-            })?;
-            let mut keep: Vec<u32> = Vec::new();
-            for row in 0..batch.num_rows() {
-                if times.is_null(row) {
-                    let row = offset + row;
-                    return Err(data_err!("history: timestamp is null in row {row}"));
-                }
-                let time = times.value(row);
-                let by_outcome = outcomes[row];
-                if time > now_us || by_outcome == 0 {
-                    continue;
-                }
-                let channel = fields[3][row];
-                let mut policies = 0u64;
-                for (p, wanted) in filter.channels.iter().enumerate() {
-                    let counted = by_outcome & (1 << p) != 0
-                        && wanted.is_none_or(|c| c == channel && channel != NO_CODE);
-                    if counted {
-                        policies |= 1 << p;
-                    }
-                }
-                if policies == 0 {
-                    continue;
-                }
-                keep.push(row as u32);
-                events.push(Event {
-                    time,
-                    codes: [fields[0][row], fields[1][row], fields[2][row], channel],
-                    policies,
-                });
+            if batch.num_rows() == 0 {
+                // Still validates the schema of an empty history.
+                slices.push((batch.clone(), offset));
             }
             offset += batch.num_rows();
-            let take = arrow_array::UInt32Array::from(keep);
-            id_arrays.push(arrow_select::take::take(&ids.to_array(), &take, None)?);
         }
-        let all = if id_arrays.is_empty() {
-            arrow_array::new_empty_array(&customer_kind.data_type())
-        } else {
-            let refs: Vec<&dyn Array> = id_arrays.iter().map(|a| a.as_ref()).collect();
-            arrow_select::concat::concat(&refs)?
+        if u32::try_from(slices.len()).is_err() {
+            return Err(data_err!("history: too many rows"));
+        }
+        let read: Vec<Result<Chunk>> = slices
+            .par_iter()
+            .enumerate()
+            .map(|(c, (batch, first_row))| reader.read(batch, *first_row, c))
+            .collect();
+        // The first error in row order, whichever worker found it first.
+        let chunks: Vec<Chunk> = read.into_iter().collect::<Result<_>>()?;
+        let strings: Vec<StringArray> = match customer_kind {
+            IdKind::Str => chunks
+                .iter()
+                .map(|c| {
+                    c.strings
+                        .clone()
+                        .unwrap_or_else(|| StringArray::from(Vec::<&str>::new()))
+                })
+                .collect(),
+            IdKind::Int => Vec::new(),
         };
-        let all = IdColumn::from_array(&all, "history")?;
-        // Partitioned by id hash and built on every worker: one big serial hash table costs a
-        // cache miss per event. The caller runs this on the engine's pool.
-        let bits = PARTITION_BITS;
-        let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); 1 << bits];
-        for row in 0..all.len() {
-            rows_of[partition_of(all.hash_at(row), bits)].push(row as u32);
-        }
-        let partitions = rows_of
+        let keys = Keys { strings: &strings };
+        let partitions = (0..1usize << bits)
             .into_par_iter()
-            .map(|rows| Partition::build(&all, &events, &rows))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { partitions, bits })
+            .map(|p| {
+                let parts: Vec<&[Keyed]> = chunks.iter().map(|c| c.parts[p].as_slice()).collect();
+                Partition::build(&parts, keys)
+            })
+            .collect();
+        drop(chunks);
+        Ok(Self {
+            partitions,
+            bits,
+            strings,
+        })
     }
 
     /// The counted events of customer `ids[row]`, ascending by time.
     #[inline]
     pub fn for_customer(&self, ids: &IdColumn, row: usize) -> &[Event] {
-        self.partitions[partition_of(ids.hash_at(row), self.bits)].for_customer(ids, row)
+        let hash = ids.hash_at(row);
+        let partition = &self.partitions[partition_of(hash, self.bits)];
+        let keys = Keys {
+            strings: &self.strings,
+        };
+        let found = partition.table.find(hash, |&(key, _, _)| match ids {
+            IdColumn::Int(a) => key as i64 == a.value(row) && keys.strings.is_empty(),
+            IdColumn::Str(a) => !keys.strings.is_empty() && keys.text(key) == a.value(row),
+        });
+        match found {
+            Some(&(_, start, len)) => {
+                &partition.events[start as usize..start as usize + len as usize]
+            }
+            None => &[],
+        }
+    }
+
+    /// The counted events of every customer of `ids`, looked up in one tight loop whose
+    /// independent probes the CPU overlaps (each is a cache miss at millions of customers).
+    pub fn for_customers(&self, ids: &IdColumn) -> Vec<&[Event]> {
+        (0..ids.len())
+            .map(|row| self.for_customer(ids, row))
+            .collect()
     }
 }
 

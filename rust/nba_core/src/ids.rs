@@ -128,10 +128,9 @@ impl IdColumn {
     /// The hash of id `row`; equal ids hash alike across columns of the same kind.
     #[inline]
     pub fn hash_at(&self, row: usize) -> u64 {
-        let state = id_hasher();
         match self {
-            Self::Int(a) => state.hash_one(a.value(row)),
-            Self::Str(a) => state.hash_one(a.value(row).as_bytes()),
+            Self::Int(a) => id_hash_int(a.value(row)),
+            Self::Str(a) => id_hash_str(a.value(row)),
         }
     }
 
@@ -171,6 +170,18 @@ impl IdColumn {
 #[inline]
 fn id_hasher() -> FixedState {
     FixedState::with_seed(0x6e62_615f_6661_7374)
+}
+
+/// The hash of an integer id, as [`IdColumn::hash_at`] computes it.
+#[inline]
+pub(crate) fn id_hash_int(id: i64) -> u64 {
+    id_hasher().hash_one(id)
+}
+
+/// The hash of a string id, as [`IdColumn::hash_at`] computes it.
+#[inline]
+pub(crate) fn id_hash_str(id: &str) -> u64 {
+    id_hasher().hash_one(id.as_bytes())
 }
 
 /// The distinct ids of one column, each numbered by first appearance.

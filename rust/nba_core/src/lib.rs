@@ -9,8 +9,10 @@
 //! per-customer ranking ([`rank`]); the [`funnel`] counts every drop. [`engine`] streams batches
 //! through it on a thread pool ([`pool`]) and assembles the [`output`].
 
+mod allocate;
 mod arbitrate;
 mod candidates;
+pub mod caps;
 pub mod catalog;
 pub mod contact;
 pub mod engine;
@@ -26,8 +28,9 @@ pub mod propensity;
 pub mod rank;
 pub mod rules;
 
+pub use caps::{Allocation, CapScope, VolumeCap};
 pub use catalog::{Action, Catalog};
-pub use engine::{Decided, Engine, EngineOptions, Inputs, PropensityInput};
+pub use engine::{AllocationReport, Decided, Engine, EngineOptions, Inputs, PropensityInput};
 pub use error::{NbaError, Result};
 pub use output::decisions_schema;
 pub use policy::{ContactPolicy, PolicyKind, PolicyLevel};

@@ -128,6 +128,19 @@ pub(crate) struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
+    /// Events at or before this time cannot change the verdict at `now_us`: a `limit` counts
+    /// (now − W, now]; a `suppress` trigger t_j needs now < t_j + S, and the events it counts
+    /// lie in (t_j − W, t_j] — with N = 1 the trigger alone suffices.
+    pub fn horizon(&self, now_us: i64) -> i64 {
+        match self.kind {
+            PolicyKind::Limit => now_us.saturating_sub(self.window_us),
+            PolicyKind::Suppress if self.threshold <= 1 => now_us.saturating_sub(self.suppress_us),
+            PolicyKind::Suppress => now_us
+                .saturating_sub(self.suppress_us)
+                .saturating_sub(self.window_us),
+        }
+    }
+
     /// Whether the candidate is dropped, given the times (ascending, all ≤ now) of the events
     /// this policy counts for it, and its threshold N.
     pub fn drops(&self, times: &[i64], threshold: u32, now_us: i64) -> bool {
@@ -265,6 +278,7 @@ impl PolicyStage {
                 let filter = PolicyFilter {
                     channels: compiled.iter().map(|p| p.channel).collect(),
                     outcomes: policies.iter().map(|p| p.outcomes.as_slice()).collect(),
+                    horizons: compiled.iter().map(|p| p.horizon(now_us)).collect(),
                 };
                 Some(History::build(batches, id_kind, codes, &filter, now_us)?)
             }

@@ -88,6 +88,7 @@ fn engine(case: &Case, threads: usize, batch_rows: usize) -> Engine {
         max_per_customer: case.max_per_customer,
         batch_rows,
         threads: Some(threads),
+        ..Default::default()
     };
     Engine::new(
         Catalog::new(actions).expect("valid catalog"),

@@ -5,12 +5,14 @@
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use nba_core::caps::parse_caps;
 use nba_core::{
-    Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs, PolicyKind, PolicyLevel,
-    PropensityInput,
+    Allocation, Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs, PolicyKind,
+    PolicyLevel, PropensityInput,
 };
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyTable;
 
@@ -68,24 +70,52 @@ fn read_all(input: AnyRecordBatch) -> PyResult<(Vec<RecordBatch>, SchemaRef)> {
     Ok(table.into_inner())
 }
 
-fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+/// The result as a dict: `decisions`, `funnel` (pyarrow tables), `timings` (stage → seconds)
+/// and, with caps, `allocation` (a dict with the cap `usage` table).
+fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<Py<PyDict>> {
     let table = |batch: RecordBatch| -> PyResult<Py<PyAny>> {
         let schema = batch.schema();
         Ok(PyTable::try_new(vec![batch], schema)?
             .into_pyarrow(py)?
             .unbind())
     };
-    Ok((table(decided.decisions)?, table(decided.funnel)?))
+    let out = PyDict::new(py);
+    out.set_item("decisions", table(decided.decisions)?)?;
+    out.set_item("funnel", table(decided.funnel)?)?;
+    let timings = PyDict::new(py);
+    for (stage, seconds) in decided.timings {
+        timings.set_item(stage, seconds)?;
+    }
+    out.set_item("timings", timings)?;
+    if let Some(report) = decided.allocation {
+        let allocation = PyDict::new(py);
+        let method = match report.method {
+            Allocation::Greedy => "greedy",
+            Allocation::Optimal => "optimal",
+        };
+        allocation.set_item("method", method)?;
+        allocation.set_item("objective", report.objective)?;
+        allocation.set_item("greedy_objective", report.greedy_objective)?;
+        allocation.set_item("dual_bound", report.dual_bound)?;
+        allocation.set_item("gap", report.gap)?;
+        allocation.set_item("passes", report.passes)?;
+        allocation.set_item("usage", table(report.usage)?)?;
+        out.set_item("allocation", allocation)?;
+    }
+    Ok(out.unbind())
 }
 
 #[pymethods]
 impl PyEngine {
     /// Compiles the catalog (an Arrow table with the columns of `nba_fast.config.CATALOG_SCHEMA`).
     #[new]
-    #[pyo3(signature = (catalog, *, policies = Vec::new(), max_per_customer = 1, batch_rows = 32_768, threads = None))]
+    #[pyo3(signature = (catalog, *, policies = Vec::new(), caps = Vec::new(), allocation = "greedy", max_per_customer = 1, batch_rows = 32_768, threads = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         catalog: AnyRecordBatch,
         policies: Vec<Bound<'_, PyAny>>,
+        caps: Vec<(String, i64)>,
+        allocation: &str,
         max_per_customer: usize,
         batch_rows: usize,
         threads: Option<usize>,
@@ -93,10 +123,21 @@ impl PyEngine {
         let (batches, schema) = read_all(catalog)?;
         let batch = arrow_select_concat(&schema, &batches)?;
         let catalog = Catalog::from_batch(&batch).map_err(PyNbaError)?;
+        let allocation = match allocation {
+            "greedy" => Allocation::Greedy,
+            "optimal" => Allocation::Optimal,
+            other => {
+                return Err(ConfigError::new_err(format!(
+                    "allocation must be \"greedy\" or \"optimal\", got {other:?}"
+                )))
+            }
+        };
         let options = EngineOptions {
             max_per_customer,
             batch_rows,
             threads,
+            caps: parse_caps(&caps).map_err(PyNbaError)?,
+            allocation,
         };
         let policies = policies
             .iter()
@@ -106,7 +147,7 @@ impl PyEngine {
         Ok(Self { inner })
     }
 
-    /// Decides for a stream of customers; returns `(decisions, funnel)` as pyarrow tables.
+    /// Decides for a stream of customers; returns the result dict (see `to_pyarrow`).
     #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, do_not_contact = None, history = None))]
     #[allow(clippy::too_many_arguments)]
     fn decide(
@@ -118,7 +159,7 @@ impl PyEngine {
         propensity_matrix: Option<PyReadonlyArray2<'_, f64>>,
         do_not_contact: Option<AnyRecordBatch>,
         history: Option<AnyRecordBatch>,
-    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    ) -> PyResult<Py<PyDict>> {
         let reader = customers.into_reader()?;
         let history = history.map(read_all).transpose()?;
         let long = propensities.map(read_all).transpose()?;
@@ -157,7 +198,7 @@ impl PyEngine {
         to_pyarrow(py, decided)
     }
 
-    /// Ranks already-expanded candidates; returns `(decisions, funnel)` as pyarrow tables.
+    /// Ranks already-expanded candidates; returns the result dict (see `to_pyarrow`).
     #[pyo3(signature = (candidates, *, now_us, history = None))]
     fn arbitrate(
         &self,
@@ -165,7 +206,7 @@ impl PyEngine {
         candidates: AnyRecordBatch,
         now_us: i64,
         history: Option<AnyRecordBatch>,
-    ) -> PyResult<(Py<PyAny>, Py<PyAny>)> {
+    ) -> PyResult<Py<PyDict>> {
         let (batches, schema) = read_all(candidates)?;
         let history = history.map(read_all).transpose()?;
         let history = history.as_ref().map(|(batches, _)| batches.as_slice());
