@@ -20,9 +20,11 @@
 //! Lagrangian relaxation. With a price λ_c ≥ 0 per cap, each customer independently takes
 //! their best `M` candidates by `priority − Σ λ` (those above 0); the dual bound
 //! `D(λ) = Σ_customers best(λ) + Σ_c λ_c · max_c` bounds every feasible total from above.
-//! Prices are set by exact coordinate minimisation of `D`, one cap per pass over the
-//! candidates (the minimising λ_c is an order statistic of the customers' marginal gains, found
-//! by partial selection); the primal is the greedy above run on the price-adjusted priorities —
+//! Prices are set by block-coordinate minimisation of `D`: caps of one kind of scope (every
+//! action cap, say) are disjoint, so one pass over the candidates yields each one's marginal
+//! gains, and each price moves to the minimiser of `D` along its coordinate — an order
+//! statistic of those gains, found by partial selection. After each round over the kinds the
+//! primal is the greedy above run on the price-adjusted priorities —
 //! so no cap is ever exceeded — and the better of it and the plain greedy is returned, with the
 //! best bound and the certified gap.
 
@@ -362,31 +364,54 @@ fn best_sum(values: &mut [f64], m: usize) -> f64 {
     values.iter().take(m).filter(|&&v| v > 0.0).sum()
 }
 
-/// One pass: the dual value at `prices`, and for cap `cap` (if any) the thresholds
-/// `d` above which a customer takes one more of its candidates (see the module docs).
-fn dual_pass(lists: &Lists<'_>, prices: &[f64], m: usize, cap: u32) -> (f64, Vec<f64>) {
+/// One pass: the dual value at `prices` and, for every cap of kind `slot` (a [`CapSlots`]
+/// position; `None`: only the dual), the gains `d` above which a customer takes one more of
+/// its candidates in that cap, the other prices held (see the module docs). Caps of one kind
+/// are disjoint, so one pass serves them all.
+fn dual_pass(
+    lists: &Lists<'_>,
+    prices: &[f64],
+    m: usize,
+    slot: Option<usize>,
+) -> (f64, Vec<Vec<f64>>) {
     let customers = lists.customers();
+    let caps = prices.len();
     let (sum, gains) = (0..customers)
         .into_par_iter()
         .fold(
-            || (0.0f64, Vec::new(), Vec::new(), Vec::new(), Vec::new()),
+            || {
+                (
+                    0.0f64,
+                    vec![Vec::new(); caps],
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                )
+            },
             |(mut sum, mut gains, mut all, mut inside, mut outside), i| {
+                let range = lists.starts[i]..lists.starts[i + 1];
                 all.clear();
-                inside.clear();
-                outside.clear();
-                for x in lists.starts[i]..lists.starts[i + 1] {
-                    all.push(adjusted(lists, prices, x, NO_CAP));
-                    if cap != NO_CAP {
-                        let value = adjusted(lists, prices, x, cap);
-                        if lists.slots[x].contains(&cap) {
-                            inside.push(value);
+                all.extend(range.clone().map(|x| adjusted(lists, prices, x, NO_CAP)));
+                sum += best_sum(&mut all, m);
+                let Some(slot) = slot else {
+                    return (sum, gains, all, inside, outside);
+                };
+                // Each distinct cap of this kind among the customer's candidates, once.
+                for y in range.clone() {
+                    let cap = lists.slots[y][slot];
+                    let seen_before = (range.start..y).any(|z| lists.slots[z][slot] == cap);
+                    if cap == NO_CAP || seen_before {
+                        continue;
+                    }
+                    inside.clear();
+                    outside.clear();
+                    for x in range.clone() {
+                        if lists.slots[x][slot] == cap {
+                            inside.push(adjusted(lists, prices, x, cap));
                         } else {
-                            outside.push(value);
+                            outside.push(adjusted(lists, prices, x, NO_CAP));
                         }
                     }
-                }
-                sum += best_sum(&mut all, m);
-                if !inside.is_empty() {
                     inside.sort_unstable_by(|a, b| b.total_cmp(a));
                     outside.sort_unstable_by(|a, b| b.total_cmp(a));
                     for k in 1..=m.min(inside.len()) {
@@ -395,7 +420,7 @@ fn dual_pass(lists: &Lists<'_>, prices: &[f64], m: usize, cap: u32) -> (f64, Vec
                         let rival = outside.get(m - k).copied().unwrap_or(0.0).max(0.0);
                         let gain = inside[k - 1] - rival;
                         if gain > 0.0 {
-                            gains.push(gain);
+                            gains[cap as usize].push(gain);
                         }
                     }
                 }
@@ -404,9 +429,11 @@ fn dual_pass(lists: &Lists<'_>, prices: &[f64], m: usize, cap: u32) -> (f64, Vec
         )
         .map(|(sum, gains, ..)| (sum, gains))
         .reduce(
-            || (0.0, Vec::new()),
+            || (0.0, vec![Vec::new(); caps]),
             |(s1, mut g1), (s2, g2)| {
-                g1.extend(g2);
+                for (into, from) in g1.iter_mut().zip(g2) {
+                    into.extend(from);
+                }
                 (s1 + s2, g1)
             },
         );
@@ -458,21 +485,26 @@ pub(crate) fn optimal(
     };
     let mut bound = f64::INFINITY;
     let mut passes = 0u32;
+    // The kinds of scope with a cap that can fill: each is one block of prices.
+    let mut kinds: Vec<usize> = live_list.iter().map(|&c| caps.kind[c as usize]).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
     let mut round_prices = prices.clone();
-    loop {
-        for &c in &live_list {
-            let (sum, gains) = dual_pass(lists, &prices, m, c);
+    'search: loop {
+        for &kind in &kinds {
+            let (sum, mut gains) = dual_pass(lists, &prices, m, Some(kind));
             passes += 1;
             bound = bound.min(sum + price_term(&prices));
-            prices[c as usize] = best_price(gains, caps.max[c as usize]);
+            for &c in live_list.iter().filter(|&&c| caps.kind[c as usize] == kind) {
+                let gains = std::mem::take(&mut gains[c as usize]);
+                prices[c as usize] = best_price(gains, caps.max[c as usize]);
+            }
             if passes >= search.max_passes {
-                break;
+                break 'search;
             }
         }
-        let (sum, _) = dual_pass(lists, &prices, m, NO_CAP);
-        passes += 1;
-        bound = bound.min(sum + price_term(&prices));
         let candidate = priced_greedy(lists, caps, m, &live, &prices);
+        passes += 1;
         if candidate.objective > best.objective {
             best = Allocated {
                 greedy_objective,
@@ -486,6 +518,10 @@ pub(crate) fn optimal(
             break;
         }
     }
+    // The bound at the last prices, which no pass has evaluated yet.
+    let (sum, _) = dual_pass(lists, &prices, m, None);
+    passes += 1;
+    bound = bound.min(sum + price_term(&prices));
     best.dual_bound = Some(bound.max(best.objective));
     best.passes = passes;
     best

@@ -122,6 +122,8 @@ pub(crate) struct CompiledCaps {
     pub max: Vec<u64>,
     /// Per cap: its scope text (the funnel's `capped:SCOPE`).
     pub names: Vec<String>,
+    /// Per cap: its kind of scope, as its position in [`CapSlots`].
+    pub kind: Vec<usize>,
     all: u32,
     /// Per field (action, group, issue, channel): code → cap.
     by_code: [HashMap<u32, u32>; 4],
@@ -146,6 +148,7 @@ impl CompiledCaps {
         Self {
             max: caps.iter().map(|c| c.max).collect(),
             names: caps.iter().map(|c| c.scope.text()).collect(),
+            kind: caps.iter().map(|c| c.scope.slot().0).collect(),
             all,
             by_code,
         }

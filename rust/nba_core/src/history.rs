@@ -199,7 +199,117 @@ struct Reader<'a> {
     filter: &'a PolicyFilter<'a>,
     outcome_masks: HashMap<&'a str, u64>,
     now_us: i64,
+    /// The earliest horizon: no policy counts an event at or before it.
+    oldest: i64,
     bits: u32,
+}
+
+/// A string column's codes, row by row; a dictionary column maps each dictionary entry once
+/// and each row on demand (most history rows are dropped by time before their fields matter).
+enum Coder<T> {
+    Dictionary {
+        keys: DictKeys,
+        valid: Option<arrow_buffer::NullBuffer>,
+        codes: Vec<T>,
+        none: T,
+    },
+    Plain(Vec<T>),
+}
+
+impl<T: Copy> Coder<T> {
+    fn new(array: &ArrayRef, name: &str, none: T, code: impl Fn(&str) -> T) -> Result<Self> {
+        if let DataType::Dictionary(_, value) = array.data_type() {
+            if is_text(value) {
+                let dictionary = array.as_any_dictionary();
+                let values = arrow_cast::cast(dictionary.values(), &DataType::Utf8)?;
+                let values = values.as_string::<i32>();
+                let codes = (0..values.len())
+                    .map(|i| {
+                        if values.is_valid(i) {
+                            code(values.value(i))
+                        } else {
+                            none
+                        }
+                    })
+                    .collect();
+                return Ok(Self::Dictionary {
+                    keys: DictKeys::of(dictionary.keys())?,
+                    valid: dictionary.keys().logical_nulls(),
+                    codes,
+                    none,
+                });
+            }
+        }
+        Ok(Self::Plain(code_column(array, name, none, code)?))
+    }
+
+    #[inline]
+    fn get(&self, row: usize) -> T {
+        match self {
+            Self::Dictionary {
+                keys,
+                valid,
+                codes,
+                none,
+            } => {
+                if valid.as_ref().is_some_and(|v| v.is_null(row)) {
+                    *none
+                } else {
+                    codes.get(keys.get(row)).copied().unwrap_or(*none)
+                }
+            }
+            Self::Plain(codes) => codes[row],
+        }
+    }
+}
+
+/// A dictionary's keys, read in place whatever their integer type.
+enum DictKeys {
+    I8(arrow_buffer::ScalarBuffer<i8>),
+    I16(arrow_buffer::ScalarBuffer<i16>),
+    I32(arrow_buffer::ScalarBuffer<i32>),
+    I64(arrow_buffer::ScalarBuffer<i64>),
+    U8(arrow_buffer::ScalarBuffer<u8>),
+    U16(arrow_buffer::ScalarBuffer<u16>),
+    U32(arrow_buffer::ScalarBuffer<u32>),
+    U64(arrow_buffer::ScalarBuffer<u64>),
+}
+
+impl DictKeys {
+    fn of(keys: &dyn Array) -> Result<Self> {
+        use arrow_array::types::*;
+        macro_rules! keys {
+            ($variant:ident, $type:ty) => {
+                Self::$variant(keys.as_primitive::<$type>().values().clone())
+            };
+        }
+        Ok(match keys.data_type() {
+            DataType::Int8 => keys!(I8, Int8Type),
+            DataType::Int16 => keys!(I16, Int16Type),
+            DataType::Int32 => keys!(I32, Int32Type),
+            DataType::Int64 => keys!(I64, Int64Type),
+            DataType::UInt8 => keys!(U8, UInt8Type),
+            DataType::UInt16 => keys!(U16, UInt16Type),
+            DataType::UInt32 => keys!(U32, UInt32Type),
+            DataType::UInt64 => keys!(U64, UInt64Type),
+            other => return Err(schema_err!("history: dictionary keys of type {other}")),
+        })
+    }
+
+    /// Key `row` as an index; a negative key (invalid Arrow) maps past any dictionary.
+    #[inline]
+    fn get(&self, row: usize) -> usize {
+        match self {
+            Self::I8(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
+            Self::I16(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
+            Self::I32(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
+            Self::I64(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
+            Self::U8(k) => k[row] as usize,
+            Self::U16(k) => k[row] as usize,
+            Self::U32(k) => k[row] as usize,
+            Self::U64(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// What one chunk of input rows keeps: its events by partition, and its string ids.
@@ -224,12 +334,12 @@ impl Reader<'_> {
             IdColumn::from_array(ids, "history").map_err(|err| offset_rows(err, first_row))?;
         let times = timestamps(column(batch, "timestamp")?)?;
         let codes = self.codes;
-        let fields: Vec<Vec<u32>> = FIELDS
+        let fields: Vec<Coder<u32>> = FIELDS
             .iter()
             .enumerate()
-            .map(|(f, name)| code_column(column(batch, name)?, name, NO_CODE, |v| codes.get(f, v)))
+            .map(|(f, name)| Coder::new(column(batch, name)?, name, NO_CODE, |v| codes.get(f, v)))
             .collect::<Result<_>>()?;
-        let outcomes = code_column(column(batch, "outcome")?, "outcome", 0u64, |v| {
+        let outcomes = Coder::new(column(batch, "outcome")?, "outcome", 0u64, |v| {
             self.outcome_masks.get(v).copied().unwrap_or(0)
         })?;
         let mut parts: Vec<Vec<Keyed>> = vec![Vec::new(); 1 << self.bits];
@@ -240,11 +350,14 @@ impl Reader<'_> {
                 return Err(data_err!("history: timestamp is null in row {row}"));
             }
             let time = times.value(row);
-            let by_outcome = outcomes[row];
-            if time > self.now_us || by_outcome == 0 {
+            if time > self.now_us || time <= self.oldest {
                 continue;
             }
-            let channel = fields[3][row];
+            let by_outcome = outcomes.get(row);
+            if by_outcome == 0 {
+                continue;
+            }
+            let channel = fields[3].get(row);
             let mut policies = 0u64;
             for (p, wanted) in filter.channels.iter().enumerate() {
                 let counted = by_outcome & (1 << p) != 0
@@ -267,7 +380,12 @@ impl Reader<'_> {
                 key,
                 event: Event {
                     time,
-                    codes: [fields[0][row], fields[1][row], fields[2][row], channel],
+                    codes: [
+                        fields[0].get(row),
+                        fields[1].get(row),
+                        fields[2].get(row),
+                        channel,
+                    ],
                     policies,
                 },
             });
@@ -325,6 +443,7 @@ impl History {
             filter,
             outcome_masks,
             now_us,
+            oldest: filter.horizons.iter().copied().min().unwrap_or(i64::MAX),
             bits,
         };
         let mut slices: Vec<(RecordBatch, usize)> = Vec::new();

@@ -381,12 +381,9 @@ impl PolicyStage {
                 continue;
             }
             let key = level_key(policy.level, action);
-            let known = scratch
-                .verdicts
-                .iter()
-                .find(|v| v.0 == p && v.1 == key && v.2 == thresholds[p])
-                .map(|v| v.3);
-            let drops = match known {
+            let threshold = thresholds[p];
+            let cached = scratch.get(p, key, threshold);
+            let drops = match cached {
                 Some(drops) => drops,
                 None => {
                     let drops = policy_drops(
@@ -394,11 +391,11 @@ impl PolicyStage {
                         policy,
                         action,
                         events,
-                        thresholds[p],
+                        threshold,
                         now_us,
                         &mut scratch.times,
                     );
-                    scratch.verdicts.push((p, key, thresholds[p], drops));
+                    scratch.put(p, key, threshold, drops);
                     drops
                 }
             };
@@ -434,14 +431,43 @@ fn policy_drops(
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     times: Vec<i64>,
-    /// (policy, level key, threshold, drops) verdicts of the current customer.
-    verdicts: Vec<(usize, u32, u32, bool)>,
+    /// `verdicts[policy][level key]`: (generation, threshold, drops) of the current customer
+    /// when the generation is current. Indexed by code, so a lookup is one load.
+    verdicts: Vec<Vec<(u32, u32, bool)>>,
+    generation: u32,
 }
 
 impl Scratch {
     /// Forgets the verdicts: the next candidate is another customer's.
     pub fn clear(&mut self) {
-        self.verdicts.clear();
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // Wrapped: stale entries could look current.
+            self.verdicts.iter_mut().for_each(|v| v.clear());
+            self.generation = 1;
+        }
+    }
+
+    #[inline]
+    fn get(&self, policy: usize, key: u32, threshold: u32) -> Option<bool> {
+        let entry = self.verdicts.get(policy)?.get(key as usize)?;
+        // Generation 0 is never current: fresh slots hold it.
+        (self.generation != 0 && entry.0 == self.generation && entry.1 == threshold)
+            .then_some(entry.2)
+    }
+
+    fn put(&mut self, policy: usize, key: u32, threshold: u32, drops: bool) {
+        if key == NO_CODE {
+            return;
+        }
+        if self.verdicts.len() <= policy {
+            self.verdicts.resize_with(policy + 1, Vec::new);
+        }
+        let slots = &mut self.verdicts[policy];
+        if slots.len() <= key as usize {
+            slots.resize(key as usize + 1, (0, 0, false));
+        }
+        slots[key as usize] = (self.generation, threshold, drops);
     }
 }
 
