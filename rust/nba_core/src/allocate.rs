@@ -131,6 +131,169 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
         .collect()
 }
 
+/// The bookkeeping of one greedy run: which candidates are still undecided, and for each cap
+/// that can fill, how many of them could still use it. A cap whose use plus that count is within
+/// its max can no longer fill ("dead"); once every such cap is full or dead, the global order
+/// no longer matters and each customer finishes their own walk.
+struct Ledger<'a> {
+    lists: &'a Lists<'a>,
+    caps: &'a CompiledCaps,
+    live: &'a [bool],
+    walk: &'a [u32],
+    /// Per candidate: decided (accepted, rejected, or past its full customer).
+    decided: Vec<bool>,
+    /// Per candidate (by index): in a full cap.
+    blocked: Vec<bool>,
+    /// Per cap: undecided, unblocked candidates in it.
+    free: Vec<u64>,
+    used: Vec<u64>,
+    /// Per cap: live, not full, not dead.
+    open: Vec<bool>,
+    open_count: usize,
+    /// Per cap: its candidates (by index), for when it fills.
+    members: Vec<Vec<u32>>,
+}
+
+impl<'a> Ledger<'a> {
+    fn new(
+        lists: &'a Lists<'a>,
+        caps: &'a CompiledCaps,
+        live: &'a [bool],
+        walk: &'a [u32],
+    ) -> Self {
+        let n = lists.priority.len();
+        let mut free = vec![0u64; caps.len()];
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); caps.len()];
+        for (x, slots) in lists.slots.iter().enumerate() {
+            for &c in slots.iter().filter(|&&c| c != NO_CAP && live[c as usize]) {
+                free[c as usize] += 1;
+                members[c as usize].push(x as u32);
+            }
+        }
+        let open: Vec<bool> = live.to_vec();
+        let open_count = open.iter().filter(|&&o| o).count();
+        let mut ledger = Self {
+            lists,
+            caps,
+            live,
+            walk,
+            decided: vec![false; n],
+            blocked: vec![false; n],
+            free,
+            used: vec![0; caps.len()],
+            open,
+            open_count,
+            members,
+        };
+        for (c, &max) in caps.max.iter().enumerate() {
+            if live[c] && max == 0 {
+                ledger.filled(c);
+            }
+        }
+        ledger
+    }
+
+    fn is_live(&self, x: usize) -> bool {
+        self.lists.slots[x]
+            .iter()
+            .any(|&c| c != NO_CAP && self.live[c as usize])
+    }
+
+    fn close(&mut self, c: usize) {
+        if self.open[c] {
+            self.open[c] = false;
+            self.open_count -= 1;
+        }
+    }
+
+    fn check_dead(&mut self, c: usize) {
+        if self.open[c] && self.used[c] + self.free[c] <= self.caps.max[c] {
+            self.close(c);
+        }
+    }
+
+    /// Candidate at walk position `pos` is settled (accepted, rejected or skipped).
+    fn settle(&mut self, pos: usize) {
+        let x = self.walk[pos] as usize;
+        if std::mem::replace(&mut self.decided[x], true) {
+            return;
+        }
+        if self.blocked[x] {
+            return;
+        }
+        for k in 0..5 {
+            let c = self.lists.slots[x][k];
+            if c != NO_CAP && self.live[c as usize] {
+                self.free[c as usize] -= 1;
+                self.check_dead(c as usize);
+            }
+        }
+    }
+
+    /// Cap `f` is full: its undecided candidates are blocked, which frees the other caps.
+    fn filled(&mut self, f: usize) {
+        self.close(f);
+        let members = std::mem::take(&mut self.members[f]);
+        for &x in &members {
+            let x = x as usize;
+            if std::mem::replace(&mut self.blocked[x], true) || self.decided[x] {
+                // Already out of every `free` count.
+                continue;
+            }
+            for k in 0..5 {
+                let c = self.lists.slots[x][k];
+                if c != NO_CAP && self.live[c as usize] {
+                    self.free[c as usize] -= 1;
+                    self.check_dead(c as usize);
+                }
+            }
+        }
+    }
+
+    /// The first full cap (in the caps' order) holding candidate `x`, or `NO_CAP`.
+    fn first_full(&self, x: usize) -> u32 {
+        self.lists.slots[x]
+            .iter()
+            .filter(|&&c| {
+                c != NO_CAP
+                    && self.live[c as usize]
+                    && self.used[c as usize] >= self.caps.max[c as usize]
+            })
+            .min()
+            .copied()
+            .unwrap_or(NO_CAP)
+    }
+
+    /// Accepts candidate `x` (at walk position `pos`): one unit of each of its caps.
+    fn accept(&mut self, pos: usize) {
+        let x = self.walk[pos] as usize;
+        let slots = self.lists.slots[x];
+        // Count the use before leaving the free counts, so no cap looks dead too early.
+        for &c in slots
+            .iter()
+            .filter(|&&c| c != NO_CAP && self.live[c as usize])
+        {
+            self.used[c as usize] += 1;
+        }
+        self.settle(pos);
+        for &c in slots
+            .iter()
+            .filter(|&&c| c != NO_CAP && self.live[c as usize])
+        {
+            if self.used[c as usize] == self.caps.max[c as usize] {
+                self.filled(c as usize);
+            }
+        }
+    }
+
+    /// Customer `i` is full: the rest of their walk, from `pos`, is settled unseen.
+    fn skip_rest(&mut self, i: usize, pos: usize) {
+        for rest in pos..self.lists.starts[i + 1] {
+            self.settle(rest);
+        }
+    }
+}
+
 /// The global greedy, walking each customer's candidates in the order `walk` (indices into
 /// the candidates, grouped per customer as `lists.starts` says) by `score`.
 fn greedy_by(
@@ -146,25 +309,26 @@ fn greedy_by(
     let mut accepted = vec![false; n];
     let mut rejected_by = vec![NO_CAP; n];
     let mut taken = vec![0usize; customers];
-    let mut used = vec![0u64; caps.len()];
-    let is_live = |x: usize| {
-        lists.slots[x]
-            .iter()
-            .any(|&c| c != NO_CAP && live[c as usize])
-    };
+    let mut ledger = Ledger::new(lists, caps, live, walk);
 
-    // Walks customer `i` from position `pos`, accepting candidates in no live cap; returns the
-    // position of the next candidate that needs the global order, if any.
-    let advance = |i: usize, mut pos: usize, accepted: &mut [bool], taken: &mut [usize]| {
+    // Walks customer `i` from position `pos`, accepting candidates in no cap that can fill;
+    // returns the position of the next candidate that needs the global order, if any.
+    let advance = |i: usize,
+                   mut pos: usize,
+                   ledger: &mut Ledger<'_>,
+                   accepted: &mut [bool],
+                   taken: &mut [usize]| {
         while taken[i] < m && pos < lists.starts[i + 1] {
             let x = walk[pos] as usize;
-            if is_live(x) {
+            if ledger.is_live(x) {
                 return Some(pos);
             }
             accepted[x] = true;
             taken[i] += 1;
+            ledger.settle(pos);
             pos += 1;
         }
+        ledger.skip_rest(i, pos);
         None
     };
     let key = |i: usize, pos: usize| {
@@ -174,30 +338,15 @@ fn greedy_by(
 
     let mut heads: Vec<(u128, u32, u32)> = Vec::new();
     for i in 0..customers {
-        if let Some(pos) = advance(i, lists.starts[i], &mut accepted, &mut taken) {
+        if let Some(pos) = advance(i, lists.starts[i], &mut ledger, &mut accepted, &mut taken) {
             heads.push((key(i, pos), i as u32, pos as u32));
         }
     }
     heads.par_sort_unstable_by_key(|h| h.0);
 
-    let mut open = live
-        .iter()
-        .zip(&caps.max)
-        .filter(|(&l, &max)| l && max > 0)
-        .count();
     let mut follow_ups: BinaryHeap<Reverse<(u128, u32, u32)>> = BinaryHeap::new();
     let mut next_head = 0;
-    let first_full = |x: usize, used: &[u64]| -> u32 {
-        lists.slots[x]
-            .iter()
-            .filter(|&&c| {
-                c != NO_CAP && live[c as usize] && used[c as usize] >= caps.max[c as usize]
-            })
-            .min()
-            .copied()
-            .unwrap_or(NO_CAP)
-    };
-    while open > 0 {
+    while ledger.open_count > 0 {
         let from_heads = heads.get(next_head).copied();
         let from_heap = follow_ups.peek().map(|r| r.0);
         let (_, i, pos) = match (from_heads, from_heap) {
@@ -211,27 +360,21 @@ fn greedy_by(
         };
         let (i, pos) = (i as usize, pos as usize);
         let x = walk[pos] as usize;
-        let full = first_full(x, &used);
+        let full = ledger.first_full(x);
         if full == NO_CAP {
             accepted[x] = true;
             taken[i] += 1;
-            for &c in lists.slots[x]
-                .iter()
-                .filter(|&&c| c != NO_CAP && live[c as usize])
-            {
-                used[c as usize] += 1;
-                if used[c as usize] == caps.max[c as usize] {
-                    open -= 1;
-                }
-            }
+            ledger.accept(pos);
         } else {
             rejected_by[x] = full;
+            ledger.settle(pos);
         }
-        if let Some(next) = advance(i, pos + 1, &mut accepted, &mut taken) {
+        if let Some(next) = advance(i, pos + 1, &mut ledger, &mut accepted, &mut taken) {
             follow_ups.push(Reverse((key(i, next), i as u32, next as u32)));
         }
     }
-    // Every cap that can fill is full: the order no longer matters.
+    // Every cap that can fill is full or can no longer fill: the order no longer matters
+    // (a full cap stays full, a dead one has room for every candidate left in it).
     let pending = heads[next_head..]
         .iter()
         .copied()
@@ -241,12 +384,14 @@ fn greedy_by(
         let mut pos = pos as usize;
         while taken[i] < m && pos < lists.starts[i + 1] {
             let x = walk[pos] as usize;
-            let full = first_full(x, &used);
+            let full = ledger.first_full(x);
             if full == NO_CAP {
                 accepted[x] = true;
                 taken[i] += 1;
+                ledger.accept(pos);
             } else {
                 rejected_by[x] = full;
+                ledger.settle(pos);
             }
             pos += 1;
         }
@@ -376,25 +521,22 @@ fn dual_pass(
 ) -> (f64, Vec<Vec<f64>>) {
     let customers = lists.customers();
     let caps = prices.len();
-    let (sum, gains) = (0..customers)
+    // Fixed chunks of customers, combined in order: the sums, hence the prices and the
+    // result, do not depend on the number of threads.
+    const CHUNK: usize = 4096;
+    let parts: Vec<(f64, Vec<Vec<f64>>)> = (0..customers.div_ceil(CHUNK))
         .into_par_iter()
-        .fold(
-            || {
-                (
-                    0.0f64,
-                    vec![Vec::new(); caps],
-                    Vec::new(),
-                    Vec::new(),
-                    Vec::new(),
-                )
-            },
-            |(mut sum, mut gains, mut all, mut inside, mut outside), i| {
+        .map(|chunk| {
+            let mut sum = 0.0f64;
+            let mut gains: Vec<Vec<f64>> = vec![Vec::new(); caps];
+            let (mut all, mut inside, mut outside) = (Vec::new(), Vec::new(), Vec::new());
+            for i in chunk * CHUNK..customers.min((chunk + 1) * CHUNK) {
                 let range = lists.starts[i]..lists.starts[i + 1];
                 all.clear();
                 all.extend(range.clone().map(|x| adjusted(lists, prices, x, NO_CAP)));
                 sum += best_sum(&mut all, m);
                 let Some(slot) = slot else {
-                    return (sum, gains, all, inside, outside);
+                    continue;
                 };
                 // Each distinct cap of this kind among the customer's candidates, once.
                 for y in range.clone() {
@@ -424,19 +566,18 @@ fn dual_pass(
                         }
                     }
                 }
-                (sum, gains, all, inside, outside)
-            },
-        )
-        .map(|(sum, gains, ..)| (sum, gains))
-        .reduce(
-            || (0.0, vec![Vec::new(); caps]),
-            |(s1, mut g1), (s2, g2)| {
-                for (into, from) in g1.iter_mut().zip(g2) {
-                    into.extend(from);
-                }
-                (s1 + s2, g1)
-            },
-        );
+            }
+            (sum, gains)
+        })
+        .collect();
+    let mut sum = 0.0;
+    let mut gains: Vec<Vec<f64>> = vec![Vec::new(); caps];
+    for (part_sum, part_gains) in parts {
+        sum += part_sum;
+        for (into, from) in gains.iter_mut().zip(part_gains) {
+            into.extend(from);
+        }
+    }
     (sum, gains)
 }
 

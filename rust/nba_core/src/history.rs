@@ -243,7 +243,7 @@ impl<T: Copy> Coder<T> {
         Ok(Self::Plain(code_column(array, name, none, code)?))
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, row: usize) -> T {
         match self {
             Self::Dictionary {
@@ -297,7 +297,7 @@ impl DictKeys {
     }
 
     /// Key `row` as an index; a negative key (invalid Arrow) maps past any dictionary.
-    #[inline]
+    #[inline(always)]
     fn get(&self, row: usize) -> usize {
         match self {
             Self::I8(k) => usize::try_from(k[row]).unwrap_or(usize::MAX),
@@ -344,8 +344,9 @@ impl Reader<'_> {
         })?;
         let mut parts: Vec<Vec<Keyed>> = vec![Vec::new(); 1 << self.bits];
         let filter = self.filter;
+        let time_nulls = times.null_count() > 0;
         for row in 0..batch.num_rows() {
-            if times.is_null(row) {
+            if time_nulls && times.is_null(row) {
                 let row = first_row + row;
                 return Err(data_err!("history: timestamp is null in row {row}"));
             }
