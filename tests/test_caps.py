@@ -43,9 +43,7 @@ def cap_lists(draw: st.DrawFn, action_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def decide(scenario: Scenario, engine_cls: Any, caps: list[dict[str, Any]], **options: Any) -> Any:
-    return guarded(
-        lambda: scenario.decide(scenario.engine(engine_cls, caps=caps, **options))
-    )
+    return guarded(lambda: scenario.decide(scenario.engine(engine_cls, caps=caps, **options)))
 
 
 def check_invariants(result: Any, caps: list[dict[str, Any]], max_per_customer: int) -> None:
@@ -269,9 +267,7 @@ def test_optimal_is_within_a_tenth_of_a_percent_of_the_exact_optimum(
     caps = [{"scope": s, "max": data.draw(st.integers(0, customers))} for s in scopes]
     note(f"caps={caps} m={m}\npropensities={props.tolist()}\ncatalog={catalog}")
     table = people(customers)
-    greedy = RUST(catalog, caps=caps, max_per_customer=m).decide(
-        table, propensities=props, now=NOW
-    )
+    greedy = RUST(catalog, caps=caps, max_per_customer=m).decide(table, propensities=props, now=NOW)
     best = RUST(catalog, caps=caps, max_per_customer=m, allocation="optimal").decide(
         table, propensities=props, now=NOW
     )

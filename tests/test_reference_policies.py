@@ -816,4 +816,3 @@ def test_policy_config_errors(policies: Any, message: str) -> None:
         load_policies(policies)
     with pytest.raises(ConfigError, match=message):
         Engine(CATALOG, policies=policies)
-
