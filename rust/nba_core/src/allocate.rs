@@ -374,26 +374,49 @@ fn greedy_by(
         }
     }
     // Every cap that can fill is full or can no longer fill: the order no longer matters
-    // (a full cap stays full, a dead one has room for every candidate left in it).
-    let pending = heads[next_head..]
+    // (a full cap stays full, a dead one has room for every candidate left in it), so the
+    // customers left finish their walks independently, in parallel.
+    let full: Vec<bool> = (0..caps.len())
+        .map(|c| live[c] && ledger.used[c] >= caps.max[c])
+        .collect();
+    let first_full = |x: usize| -> u32 {
+        lists.slots[x]
+            .iter()
+            .filter(|&&c| c != NO_CAP && full[c as usize])
+            .min()
+            .copied()
+            .unwrap_or(NO_CAP)
+    };
+    let mut pending: Vec<(u32, u32)> = heads[next_head..]
         .iter()
-        .copied()
-        .chain(follow_ups.into_iter().map(|r| r.0));
-    for (_, i, pos) in pending {
-        let i = i as usize;
-        let mut pos = pos as usize;
-        while taken[i] < m && pos < lists.starts[i + 1] {
-            let x = walk[pos] as usize;
-            let full = ledger.first_full(x);
-            if full == NO_CAP {
-                accepted[x] = true;
-                taken[i] += 1;
-                ledger.accept(pos);
-            } else {
-                rejected_by[x] = full;
-                ledger.settle(pos);
+        .map(|&(_, i, pos)| (i, pos))
+        .chain(follow_ups.into_iter().map(|r| (r.0 .1, r.0 .2)))
+        .collect();
+    pending.par_sort_unstable();
+    let decided: Vec<(u32, u32)> = pending
+        .par_iter()
+        .flat_map_iter(|&(i, pos)| {
+            let i = i as usize;
+            let mut room = m - taken[i];
+            let mut out = Vec::new();
+            let mut pos = pos as usize;
+            while room > 0 && pos < lists.starts[i + 1] {
+                let x = walk[pos] as usize;
+                let by = first_full(x);
+                out.push((x as u32, by));
+                if by == NO_CAP {
+                    room -= 1;
+                }
+                pos += 1;
             }
-            pos += 1;
+            out
+        })
+        .collect();
+    for (x, by) in decided {
+        if by == NO_CAP {
+            accepted[x as usize] = true;
+        } else {
+            rejected_by[x as usize] = by;
         }
     }
     let mut used = vec![0u64; caps.len()];

@@ -75,6 +75,34 @@ impl Converter<'_> {
                 quoted: ident.quote_style.is_some(),
             },
             SqlExpr::Nested(inner) => self.convert(inner, depth)?,
+            // `a = b IN (…)` (also BETWEEN, LIKE) is `a = (b IN (…))` in DuckDB, whose IN /
+            // BETWEEN / LIKE bind tighter than comparisons; sqlparser reads `(a = b) IN (…)`.
+            // Regroup it (the comparison then checks `a` for chaining as usual).
+            SqlExpr::In { expr: operand, .. }
+            | SqlExpr::Between { expr: operand, .. }
+            | SqlExpr::Like { expr: operand, .. }
+                if comparison_op(operand).is_some() =>
+            {
+                let Some((_, left, right)) = comparison_op(operand) else {
+                    return Err(self.err("internal: comparison expected"));
+                };
+                let SqlExpr::BinaryOp { op, .. } = operand.as_ref() else {
+                    return Err(self.err("internal: comparison expected"));
+                };
+                let mut predicate = expr.clone();
+                match &mut predicate {
+                    SqlExpr::In { expr, .. }
+                    | SqlExpr::Between { expr, .. }
+                    | SqlExpr::Like { expr, .. } => *expr = Box::new(right.clone()),
+                    _ => return Err(self.err("internal: predicate expected")),
+                }
+                let regrouped = SqlExpr::BinaryOp {
+                    left: Box::new(left.clone()),
+                    op: op.clone(),
+                    right: Box::new(predicate),
+                };
+                self.convert(&regrouped, depth)?
+            }
             SqlExpr::Value(value) => Expr::Literal(self.literal(&value.value, false)?),
             SqlExpr::UnaryOp { op, expr: operand } => match op {
                 // A minus sign directly on a number is part of the literal, so that

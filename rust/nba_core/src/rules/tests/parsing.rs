@@ -182,6 +182,41 @@ fn comparisons_do_not_chain_but_predicates_compare() {
 }
 
 #[test]
+fn predicates_bind_tighter_than_a_comparison_on_their_left() {
+    // DuckDB: `TRUE = 2 IN (1)` is `TRUE = (2 IN (1))`, FALSE; sqlparser alone reads
+    // `(TRUE = 2) IN (1)`, a type error. Found by the caps property test.
+    use arrow_array::Array;
+    let cases = [
+        ("TRUE = 2 IN (1)", false),
+        ("FALSE = 2 IN (1)", true),
+        ("TRUE = 2 BETWEEN 1 AND 3", true),
+        ("FALSE = 'b' LIKE 'a'", true),
+        ("TRUE = 2 NOT IN (1)", true),
+    ];
+    let schema = arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "x",
+        arrow_schema::DataType::Int64,
+        false,
+    )]);
+    let batch = arrow_array::RecordBatch::try_new(
+        std::sync::Arc::new(schema.clone()),
+        vec![std::sync::Arc::new(arrow_array::Int64Array::from(vec![1]))],
+    )
+    .unwrap();
+    for (rule, expected) in cases {
+        let bound = Rule::parse(rule).unwrap().bind(&schema).unwrap();
+        let mask = bound.evaluate(&batch, 0).unwrap();
+        assert!(mask.is_valid(0), "{rule}");
+        assert_eq!(mask.value(0), expected, "{rule}");
+    }
+    let err = Rule::parse("1 = 1 = 2 IN (1)")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("chain"), "{err}");
+}
+
+#[test]
 fn duckdb_spellings_are_accepted() {
     // DuckDB reads `==` as `=` and a float literal beyond f64's range as ±inf.
     assert!(Rule::parse("1 == 1").is_ok());
