@@ -93,7 +93,7 @@ impl Converter<'_> {
                 match &mut predicate {
                     SqlExpr::In { expr, .. }
                     | SqlExpr::Between { expr, .. }
-                    | SqlExpr::Like { expr, .. } => *expr = Box::new(right.clone()),
+                    | SqlExpr::Like { expr, .. } => **expr = right.clone(),
                     _ => return Err(self.err("internal: predicate expected")),
                 }
                 let regrouped = SqlExpr::BinaryOp {
