@@ -26,13 +26,18 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from scenarios import Data
+
+Tables = dict[str, pa.Table]
+"""The scenario's tables in memory: ``customers``, ``history``, ``do_not_contact``."""
 
 __all__ = [
     "ENGINES",
@@ -42,6 +47,7 @@ __all__ = [
     "agreement",
     "duckdb_job",
     "duckdb_sql",
+    "load",
     "nba_fast_job",
     "polars_job",
     "reference_job",
@@ -105,11 +111,20 @@ def _sql_time(instant: datetime) -> str:
     return f"TIMESTAMPTZ '{instant.astimezone(UTC).isoformat()}'"
 
 
-def duckdb_sql(data: Data, *, caps: bool) -> str:
-    """The job as one DuckDB query over the scenario's Parquet files."""
+def _parquet_relations(data: Data) -> dict[str, str]:
+    return {
+        "customers": f"read_parquet('{data.customers}')",
+        "history": f"read_parquet('{data.history}')",
+        "do_not_contact": f"read_parquet('{data.do_not_contact}')",
+    }
+
+
+def duckdb_sql(data: Data, *, caps: bool, relations: Mapping[str, str] | None = None) -> str:
+    """The job as one DuckDB query over the scenario's Parquet files (or other relations)."""
     _check_policies(data.policies)
+    relations = _parquet_relations(data) if relations is None else relations
     now = _sql_time(data.now)
-    customers = f"read_parquet('{data.customers}')"
+    customers = relations["customers"]
     branches = []
     for action in _active(data):
         channel = action["channel"]
@@ -133,8 +148,8 @@ def duckdb_sql(data: Data, *, caps: bool) -> str:
     channel_list = ", ".join(_sql_text(c) for c in channels)
     ctes = [
         f"c AS (SELECT * FROM {customers})",
-        f"dnc AS (SELECT * FROM read_parquet('{data.do_not_contact}'))",
-        f"h AS (SELECT * FROM read_parquet('{data.history}') WHERE timestamp <= {now})",
+        f"dnc AS (SELECT * FROM {relations['do_not_contact']})",
+        f"h AS (SELECT * FROM {relations['history']} WHERE timestamp <= {now})",
         # (customer, channel) pairs the do-not-contact list blocks; '*' blocks every channel.
         "blocked_raw AS ("
         "SELECT customer_id, channel FROM dnc WHERE customer_id IS NOT NULL "
@@ -203,18 +218,28 @@ def duckdb_sql(data: Data, *, caps: bool) -> str:
     )
 
 
-def duckdb_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Table:
-    """The job in DuckDB (all cores, an in-memory database)."""
+def duckdb_job(
+    data: Data, *, caps: bool, tables: Tables | None = None, stages: Stages | None = None
+) -> pa.Table:
+    """The job in DuckDB (all cores, an in-memory database), over the Parquet files or, given
+    `tables`, over those Arrow tables (scanned in place)."""
     import duckdb
 
     connection = duckdb.connect()
+    relations = None
+    if tables is not None:
+        relations = {}
+        for name, table in tables.items():
+            connection.register(f"{name}_arrow", table)
+            relations[name] = f"{name}_arrow"
     try:
         connection.execute("SET TimeZone = 'UTC'")
         now_us = (data.now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
         connection.execute(
             f"CREATE MACRO days_since(x) AS ({now_us} - epoch_us(x)) / 86400000000.0"
         )
-        result = connection.sql(duckdb_sql(data, caps=caps)).to_arrow_table()
+        query = duckdb_sql(data, caps=caps, relations=relations)
+        result = connection.sql(query).to_arrow_table()
     finally:
         connection.close()
     return result
@@ -225,13 +250,22 @@ def duckdb_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Ta
 _DAYS_SINCE = re.compile(r"days_since\(\s*\"?(\w+)\"?\s*\)", re.IGNORECASE)
 
 
-def polars_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Table:
-    """The job as one Polars lazy query (streaming engine where it applies)."""
+def polars_job(
+    data: Data, *, caps: bool, tables: Tables | None = None, stages: Stages | None = None
+) -> pa.Table:
+    """The job as one Polars lazy query over the Parquet files or, given `tables`, over those
+    Arrow tables (zero-copy where Polars can)."""
     import polars as pl
 
     _check_policies(data.policies)
     now = data.now
-    customers = pl.scan_parquet(data.customers)
+
+    def scan(name: str, path: Path) -> Any:
+        if tables is None:
+            return pl.scan_parquet(path)
+        return pl.from_arrow(tables[name]).lazy()
+
+    customers = scan("customers", data.customers)
     # `days_since(col)` has no Polars SQL spelling: a computed column stands in for it.
     derived = sorted(
         {m.group(1) for a in data.catalog for m in _DAYS_SINCE.finditer(a["eligibility"] or "")}
@@ -267,7 +301,7 @@ def polars_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Ta
         )
     candidates = pl.concat(branches)
     channels = sorted({a["channel"] for a in data.catalog})
-    dnc = pl.scan_parquet(data.do_not_contact)
+    dnc = scan("do_not_contact", data.do_not_contact)
     contacts = customers.select("customer_id", "email", "phone")
     blocked_raw = pl.concat(
         [
@@ -289,7 +323,7 @@ def polars_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Ta
         ]
     ).unique()
     candidates = candidates.join(blocked, on=["customer_id", "channel"], how="anti")
-    history = pl.scan_parquet(data.history).with_columns(
+    history = scan("history", data.history).with_columns(
         [pl.col(c).cast(pl.String) for c in ("action_id", "issue", "group", "channel", "outcome")]
     )
     history = history.filter(pl.col("timestamp") <= now)
@@ -340,28 +374,43 @@ def polars_job(data: Data, *, caps: bool, stages: Stages | None = None) -> pa.Ta
 # --- nba_fast and its reference ------------------------------------------------------------
 
 
-def _matrix(data: Data, rows: int) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The propensity columns as a (customers x actions) matrix, read row group by group."""
+def _customer_batches(
+    data: Data, columns: list[str], tables: Tables | None
+) -> Iterator[pa.RecordBatch]:
+    """The customers' `columns` in row order: from memory, or decoded from Parquet by
+    pyarrow's dataset scanner (row groups in parallel, read ahead, order kept)."""
+    if tables is not None:
+        yield from tables["customers"].select(columns).to_batches(max_chunksize=_BATCH_ROWS)
+        return
+    scanner = ds.dataset(data.customers, format="parquet").scanner(
+        columns=columns, batch_size=_BATCH_ROWS, use_threads=True
+    )
+    yield from scanner.to_reader()
+
+
+def _matrix(data: Data, rows: int, tables: Tables | None) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The propensity columns as a (customers x actions) matrix, filled batch by batch."""
     matrix = np.empty((rows, len(data.catalog)), dtype=np.float64)
     offset = 0
-    reader = pq.ParquetFile(data.customers)
-    for batch in reader.iter_batches(batch_size=_BATCH_ROWS, columns=data.propensity_columns):
+    for batch in _customer_batches(data, data.propensity_columns, tables):
         n = batch.num_rows
+        block = matrix[offset : offset + n]
         for j, column in enumerate(batch.columns):
-            matrix[offset : offset + n, j] = column.to_numpy()
+            block[:, j] = column.to_numpy()
         offset += n
+    if offset != rows:
+        raise ValueError(f"customers: expected {rows} rows, read {offset}")
     return matrix
 
 
-def _stream(data: Data, stages: Stages) -> pa.RecordBatchReader:
+def _stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatchReader:
     """The customers (without the propensity columns) as a stream of record batches."""
-    reader = pq.ParquetFile(data.customers)
     columns = data.customer_columns()
-    schema = reader.schema_arrow
+    schema = pq.read_schema(data.customers)
     schema = pa.schema([schema.field(name) for name in columns])
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in reader.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+        for batch in _customer_batches(data, columns, tables):
             stages.bytes_read += batch.nbytes
             yield batch
 
@@ -372,10 +421,13 @@ def nba_fast_job(
     data: Data,
     *,
     caps: bool,
+    tables: Tables | None = None,
     stages: Stages | None = None,
     threads: int | None = None,
 ) -> pa.Table:
-    """The job in nba_fast: customers streamed from Parquet, history and list read whole."""
+    """The job in nba_fast: the propensity columns into a matrix (the engine takes a dense
+    matrix whole), then the other customer columns streamed batch by batch; history and the
+    do-not-contact list read whole. From the Parquet files or, given `tables`, from memory."""
     import time
 
     import nba_fast as nba
@@ -396,16 +448,19 @@ def nba_fast_job(
         threads=threads,
     )
     lap("compile")
-    rows = pq.ParquetFile(data.customers).metadata.num_rows
-    matrix = _matrix(data, rows)
+    rows = data.scenario.customers
+    matrix = _matrix(data, rows, tables)
     stages.bytes_read += matrix.nbytes
     lap("read_propensities")
-    history = pq.read_table(data.history)
-    dnc = pq.read_table(data.do_not_contact)
+    if tables is None:
+        history = pq.read_table(data.history)
+        dnc = pq.read_table(data.do_not_contact)
+    else:
+        history, dnc = tables["history"], tables["do_not_contact"]
     stages.bytes_read += history.nbytes + dnc.nbytes
     lap("read_history")
     result = engine.decide(
-        _stream(data, stages),
+        _stream(data, stages, tables),
         propensities=matrix,
         history=history,
         do_not_contact=dnc,
@@ -415,6 +470,15 @@ def nba_fast_job(
     for name, seconds in result.timings.items():
         stages.seconds[f"engine.{name}"] = seconds
     return result.decisions.select(["customer_id", "action_id", "priority"])
+
+
+def load(data: Data) -> Tables:
+    """The scenario's three tables, read into memory."""
+    return {
+        "customers": pq.read_table(data.customers),
+        "history": pq.read_table(data.history),
+        "do_not_contact": pq.read_table(data.do_not_contact),
+    }
 
 
 def _head(data: Data, rows: int) -> pa.Table:

@@ -61,21 +61,28 @@ def _rate(value: float) -> str:
 
 
 def measure(
-    name: str, engines: Sequence[str], repeat: int, sample: int, scratch: Path
+    name: str,
+    engines: Sequence[str],
+    sources: Sequence[str],
+    repeat: int,
+    sample: int,
+    scratch: Path,
 ) -> dict[str, Any]:
-    """Every engine on scenario `name`, with and without caps, plus the reference sample."""
+    """Every engine on scenario `name` from each source, with and without caps, plus the
+    reference sample; the decisions without caps (from the first source) are compared."""
     data = ensure(SCENARIOS[name])
     runs: list[dict[str, Any]] = []
     saved: dict[str, Path] = {}
-    for caps in (True, False):
-        for engine in engines:
-            args = [engine, name, "--repeat", str(repeat)]
-            if caps:
-                args.append("--caps")
-            else:
-                saved[engine] = scratch / f"{name}-{engine}.parquet"
-                args += ["--save", str(saved[engine])]
-            runs.append(worker(*args))
+    for source in sources:
+        for caps in (True, False):
+            for engine in engines:
+                args = [engine, name, "--repeat", str(repeat), "--source", source]
+                if caps:
+                    args.append("--caps")
+                elif engine not in saved:
+                    saved[engine] = scratch / f"{name}-{engine}.parquet"
+                    args += ["--save", str(saved[engine])]
+                runs.append(worker(*args))
     reference = worker(
         "reference", name, "--caps", "--repeat", "1", "--sample", str(sample),
         "--save", str(scratch / f"{name}-reference.parquet"),
@@ -113,24 +120,33 @@ def measure(
     }
 
 
-def _find(runs: list[dict[str, Any]], engine: str, caps: bool) -> dict[str, Any] | None:
+def _find(
+    runs: list[dict[str, Any]], engine: str, caps: bool, source: str = "parquet"
+) -> dict[str, Any] | None:
     for run in runs:
-        if run["engine"] == engine and run["caps"] == caps:
+        if run["engine"] == engine and run["caps"] == caps and run["source"] == source:
             return run
     return None
+
+
+def _key(engine: str, caps: bool, source: str) -> str:
+    """The name of a speed-up: ``duckdb``, ``duckdb (no caps)``, ``duckdb (memory)``, …"""
+    notes = [n for n, on in (("no caps", not caps), (source, source != "parquet")) if on]
+    return engine + (f" ({', '.join(notes)})" if notes else "")
 
 
 def summarise(result: dict[str, Any], bandwidth: float) -> dict[str, Any]:
     """Ratios, the bandwidth figure and the targets of one scenario's runs."""
     runs = result["runs"]
     ratios: dict[str, float] = {}
-    for caps in (True, False):
-        ours = _find(runs, "nba_fast", caps)
-        for engine in ENGINE_NAMES[1:]:
-            peer = _find(runs, engine, caps)
-            if ours and peer:
-                ratios[f"{engine}{'' if caps else ' (no caps)'}"] = peer["best_s"] / ours["best_s"]
-    ours = _find(runs, "nba_fast", True)
+    for source in dict.fromkeys(r["source"] for r in runs):
+        for caps in (True, False):
+            ours = _find(runs, "nba_fast", caps, source)
+            for engine in ENGINE_NAMES[1:]:
+                peer = _find(runs, engine, caps, source)
+                if ours and peer:
+                    ratios[_key(engine, caps, source)] = peer["best_s"] / ours["best_s"]
+    ours = _find(runs, "nba_fast", True, runs[0]["source"])
     reference = _find(runs, "reference", True)
     summary: dict[str, Any] = {"speedup": ratios}
     if ours and reference:
@@ -175,9 +191,9 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
         f"actions, {result['events']:,} history events, {result['policies']} policies, "
         f"{result['caps']} caps",
         "",
-        "| engine | job | time | customers/s | candidate rows/s | peak RSS | nba_fast faster by |"
-        " decisions |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| engine | job | from | time | customers/s | candidate rows/s | peak RSS |"
+        " nba_fast faster by | decisions |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     speedup = summary["speedup"]
     for run in result["runs"]:
@@ -190,9 +206,10 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
             ratio = None
         else:
             job = "caps as a row-number cut per scope" if caps else "no caps"
-            ratio = speedup.get(f"{engine}{'' if caps else ' (no caps)'}")
+            ratio = speedup.get(_key(engine, caps, run["source"]))
         lines.append(
-            f"| {engine} | {job} | {run['best_s']:.3f} s | {_rate(run['customers_per_s'])} | "
+            f"| {engine} | {job} | {run['source']} | {run['best_s']:.3f} s | "
+            f"{_rate(run['customers_per_s'])} | "
             f"{_rate(run['candidates_per_s'])} | {_mib(run['peak_rss_bytes'])} | "
             f"{'' if ratio is None else f'{ratio:,.1f}x'} | {run['decisions']:,} |"
         )
@@ -200,7 +217,7 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
     for name, check in result["agreement"].items():
         verdict = "identical" if check["same"] == check["compared"] else "DIFFER"
         lines.append(f"- {name}: {check['same']:,} of {check['compared']:,} customers, {verdict}")
-    ours = next((r for r in result["runs"] if r["engine"] == "nba_fast" and r["caps"]), None)
+    ours = _find(result["runs"], "nba_fast", True, result["runs"][0]["source"])
     if ours:
         lines += ["", "nba_fast, per stage (full pipeline, fastest run):", ""]
         lines += ["| stage | seconds |", "|---|---:|"]
@@ -229,18 +246,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenario", action="append", choices=sorted(SCENARIOS), help="default: bank-2m"
     )
     parser.add_argument("--engines", nargs="+", default=list(ENGINE_NAMES), choices=ENGINE_NAMES)
+    parser.add_argument(
+        "--source",
+        nargs="+",
+        default=["parquet"],
+        choices=["parquet", "memory"],
+        help="time from the Parquet files and/or from tables already in memory",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per worker")
     parser.add_argument("--sample", type=int, default=20_000, help="reference customers")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     engines = list(dict.fromkeys(["nba_fast", *args.engines]))
+    load_before = os.getloadavg()
     print("Measuring the copy bandwidth ...", flush=True)
     copy = worker("memcpy")
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.scenario or ["bank-2m"]:
             print(f"Scenario {name} ...", flush=True)
-            result = measure(name, engines, args.repeat, args.sample, Path(scratch))
+            result = measure(name, engines, args.source, args.repeat, args.sample, Path(scratch))
             result["summary"] = summarise(result, copy["bytes_per_s"])
             results.append(result)
     import nba_fast
@@ -255,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "copy_bandwidth": copy,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
         },
         "build": {"nba_fast": nba_fast.__version__, "profile": _core.BUILD_PROFILE},
         "versions": _versions(),
@@ -263,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"Machine: {os.cpu_count()} cores, copy bandwidth {copy['bytes_per_s'] / 1e9:.2f} GB/s "
-        "(1 GiB numpy copy, best of 5)."
+        "(1 GiB numpy copy, best of 5); load average "
+        f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after."
     )
     for result in results:
         print()
