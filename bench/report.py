@@ -81,6 +81,7 @@ def measure(
     for path in (data.customers, data.history, data.do_not_contact):
         _warm(path)
     runs: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
     saved: dict[str, Path] = {}
     for source in sources:
         for caps in (True, False):
@@ -91,7 +92,14 @@ def measure(
                 elif engine not in saved:
                     saved[engine] = scratch / f"{name}-{engine}.parquet"
                     args += ["--save", str(saved[engine])]
-                runs.append(worker(*args))
+                try:
+                    runs.append(worker(*args))
+                except RuntimeError as err:  # e.g. a peer running out of memory
+                    print(f"    failed: {str(err).splitlines()[-1]}", flush=True)
+                    failures.append({"engine": engine, "caps": caps, "source": source,
+                                     "error": str(err)[-2000:]})  # fmt: skip
+                    if not caps:
+                        saved.pop(engine, None)
     reference = worker(
         "reference", name, "--caps", "--repeat", "1", "--sample", str(sample),
         "--save", str(scratch / f"{name}-reference.parquet"),
@@ -101,7 +109,7 @@ def measure(
     if "nba_fast" in saved:
         ours = pq.read_table(saved["nba_fast"])
         for engine in engines:
-            if engine == "nba_fast":
+            if engine == "nba_fast" or engine not in saved:
                 continue
             found = agreement(ours, pq.read_table(saved[engine]))
             checks[f"nba_fast vs {engine} (no caps)"] = {
@@ -125,6 +133,7 @@ def measure(
         "caps": len(data.caps),
         "file_bytes": data.file_bytes(),
         "runs": runs,
+        "failures": failures,
         "agreement": checks,
     }
 
@@ -221,6 +230,12 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
             f"{_rate(run['customers_per_s'])} | "
             f"{_rate(run['candidates_per_s'])} | {_mib(run['peak_rss_bytes'])} | "
             f"{'' if ratio is None else f'{ratio:,.1f}x'} | {run['decisions']:,} |"
+        )
+    for failure in result.get("failures", []):
+        job = "with caps" if failure["caps"] else "no caps"
+        reason = failure["error"].strip().splitlines()[-1][:200]
+        lines.append(
+            f"| {failure['engine']} | {job} | {failure['source']} | failed: {reason} | | | | | |"
         )
     lines += ["", "Agreement (same job, decision by decision):", ""]
     for name, check in result["agreement"].items():
