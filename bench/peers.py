@@ -56,6 +56,7 @@ __all__ = [
 _ADDRESS = {"email": "email", "sms": "phone"}
 _LEVEL_COLUMN = {"action": "action_id", "group": "group", "issue": "issue", "channel": "channel"}
 _BATCH_ROWS = 131_072
+_FILL_ROWS = 2_048
 
 
 @dataclass
@@ -389,14 +390,21 @@ def _customer_batches(
 
 
 def _matrix(data: Data, rows: int, tables: Tables | None) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The propensity columns as a (customers x actions) matrix, filled batch by batch."""
+    """The propensity columns as a (customers x actions) matrix, filled batch by batch.
+
+    Each batch is transposed in slices of `_FILL_ROWS` rows, small enough for the strided
+    writes to stay in cache (a whole column at a time wrote every cache line of the batch's
+    rows once per action: 1.7x slower on bank-10m)."""
     matrix = np.empty((rows, len(data.catalog)), dtype=np.float64)
     offset = 0
     for batch in _customer_batches(data, data.propensity_columns, tables):
         n = batch.num_rows
         block = matrix[offset : offset + n]
-        for j, column in enumerate(batch.columns):
-            block[:, j] = column.to_numpy()
+        columns = [column.to_numpy() for column in batch.columns]
+        for start in range(0, n, _FILL_ROWS):
+            piece = block[start : start + _FILL_ROWS]
+            for j, column in enumerate(columns):
+                piece[:, j] = column[start : start + _FILL_ROWS]
         offset += n
     if offset != rows:
         raise ValueError(f"customers: expected {rows} rows, read {offset}")
