@@ -174,6 +174,11 @@ def describe_run(report: Any) -> str:
         )
     channels = ", ".join(f"{channel} {count:,}" for channel, count in report.by_channel.items())
     lines.append(f"  {report.customers:,} customers, {report.decisions:,} decisions ({channels})")
+    if report.ignored_propensities:
+        lines.append(
+            f"  {report.ignored_propensities:,} propensity rows of actions not in this "
+            "campaign left out"
+        )
     if report.timings:
         times = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in report.timings.items())
         lines.append(f"  time: {times}")

@@ -89,6 +89,8 @@ class RunReport:
         by_channel: decisions per channel.
         funnel: the engine's funnel (empty for ``already_committed``).
         timings: wall-clock seconds of the stages (inputs, decide, render, write).
+        ignored_propensities: propensity rows for actions the campaign does not have (a
+            model scores many actions; a campaign runs some), left out.
         sample: the first few action_details rows (empty for ``already_committed``).
     """
 
@@ -105,6 +107,7 @@ class RunReport:
     funnel: pa.Table = field(default_factory=lambda: pa.table({}))
     timings: dict[str, float] = field(default_factory=dict)
     sample: pa.Table = field(default_factory=lambda: pa.table({}))
+    ignored_propensities: int = 0
 
 
 def _pause(stage: str) -> None:
@@ -201,6 +204,7 @@ def run_campaign(
         started = time.perf_counter()
         report("inputs", 0, 1)
         customers, propensities, do_not_contact = _read_inputs(campaign, store)
+        propensities, ignored = _campaign_propensities(propensities, campaign)
         rendering.check_columns(treatments, customers.schema)
         id_type = customers.schema.field("customer_id").type
         report("inputs", 1, 1)
@@ -233,7 +237,8 @@ def run_campaign(
         base = (run_id, campaign.name, redact(url))
         if dry_run:
             result, details = decide(store, now)
-            return _report(base, now, "dry_run", customers, result.funnel, details, timings)
+            done = _report(base, now, "dry_run", customers, result.funnel, details, timings)
+            return dataclasses.replace(done, ignored_propensities=ignored)
 
         assert store is not None
         with store.transaction():
@@ -279,7 +284,9 @@ def run_campaign(
             _pause("before_commit")
         timings["write"] = time.perf_counter() - started
         done = _report(base, now, "committed", customers, result.funnel, details, timings)
-        return dataclasses.replace(done, resumed=resumed, written=written)
+        return dataclasses.replace(
+            done, resumed=resumed, written=written, ignored_propensities=ignored
+        )
     finally:
         if store is not None:
             store.close()
@@ -335,6 +342,18 @@ def _read_inputs(
     if campaign.do_not_contact is not None:
         do_not_contact = read_input(campaign.do_not_contact, store)
     return customers, propensities, do_not_contact
+
+
+def _campaign_propensities(
+    propensities: pa.Table | None, campaign: Campaign
+) -> tuple[pa.Table | None, int]:
+    """The propensity rows of the campaign's actions, and how many others were left out."""
+    if propensities is None or "action_id" not in propensities.column_names:
+        return propensities, 0  # the engine names what is missing
+    ids = pa.array([action.id for action in campaign.actions], pa.string())
+    keep = pc.is_in(propensities.column("action_id").cast(pa.string()), value_set=ids)
+    kept = propensities.filter(keep)
+    return kept, propensities.num_rows - kept.num_rows
 
 
 def _check_same_run(claimed: dict[str, Any], campaign: str, now: datetime | None) -> None:
