@@ -88,7 +88,6 @@ DEFAULT_VARIANT = "default"
 
 # Private-use code points stand in for slots while a template renders (U+E000..U+F8FF).
 _SENTINEL_FIRST, _SENTINEL_LAST = 0xE000, 0xF8FF
-_SENTINELS = re.compile("[\ue000-\uf8ff]")
 _SLOT_PREFIX = "__nba_fast_slot_"
 # Block types whose output reaches the message unchanged: a slot may sit inside them. Anything
 # else (macros, call and filter blocks, {% set %} blocks, template blocks) may transform or
@@ -804,7 +803,9 @@ def _groups(columns: list[pa.Array], rows: int) -> tuple[_Ints, _Ints]:
 def _split(output: str, sentinels: str) -> tuple[list[str], list[int]]:
     """Literal pieces and slot numbers of a residual output (pieces = slots + 1)."""
     pieces, slots, last = [], [], 0
-    for match in _SENTINELS.finditer(output):
+    if not sentinels:
+        return [output], []
+    for match in re.finditer(f"[{re.escape(sentinels)}]", output):
         pieces.append(output[last : match.start()])
         slots.append(sentinels.index(match.group()))
         last = match.end()
