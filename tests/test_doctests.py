@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["nba_fast", "nba_fast.api", "nba_fast.config"]
+MODULES = ["nba_fast", "nba_fast.api", "nba_fast.config", "nba_fast.render", "nba_fast.sms"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -136,6 +136,32 @@ U+ Bank, Member FDIC.
 """
 '''
 
+_EMAIL_VARIANTS = '''
+[[treatment.{name}.variant]]
+language = "es"
+subject = "{{{{ first_name }}}}, su tarjeta {card} de U+ Bank le espera"
+body = """
+Estimado/a {{{{ first_name }}}} {{{{ last_name }}}}:
+
+Usted está preaprobado/a para la tarjeta {card} de U+ Bank.
+SOLICÍTELA HOY (APPLY TODAY): https://uplus.example/apply/{slug}?c={{{{ customer_id }}}}
+
+U+ Bank, miembro de la FDIC.
+"""
+
+[[treatment.{name}.variant]]
+region = "NY"
+body = """
+Dear {{{{ first_name }}}} {{{{ last_name }}}},
+
+You are pre-approved for the U+ Bank {card} Card.
+APPLY TODAY: https://uplus.example/apply/{slug}?c={{{{ customer_id }}}}
+
+U+ Bank, Member FDIC. New York residents: the rates and fees of this offer are disclosed
+under N.Y. Banking Law § 108; a copy is at https://uplus.example/ny.
+"""
+'''
+
 _SMS_TREATMENTS = '''
 [treatment.StudentCardSms]
 channel = "sms"
@@ -146,6 +172,11 @@ Apply: https://uplus.example/s/{{ customer_id }} STOP to opt out"""
 channel = "sms"
 text = """U+ Bank: {{ first_name }}, earn 2% cash back on every purchase. \\
 Apply: https://uplus.example/c/{{ customer_id }} STOP to opt out"""
+
+[[treatment.CashbackCardSms.variant]]
+language = "es"
+text = """U+ Bank: {{ first_name }}, gane 2% de reembolso en cada compra. \\
+Solicítela: https://uplus.example/c/{{ customer_id }} STOP para no recibir más"""
 '''
 
 
@@ -168,6 +199,8 @@ def campaign_toml(phase: int, *, database: str, email_cap: int) -> str:
     for name, (card, slug) in _CARD_NAMES.items():
         if name in used:
             text += _EMAIL_TREATMENT.format(name=name, card=card, slug=slug)
+            if name == "StandardCardEmail":  # by language, and New York's legal text
+                text += _EMAIL_VARIANTS.format(name=name, card=card, slug=slug)
     if phase >= 2:
         text += _SMS_TREATMENTS
     return text
@@ -324,6 +357,16 @@ def run_demo(
                     "SELECT run_id, channel, status, count(*) AS rows_ FROM action_details "
                     "GROUP BY run_id, channel, status ORDER BY run_id, channel"
                 ).rename_columns(["run_id", "channel", "status", "rows"])
+            )
+        )
+        say("Messages per treatment variant (by the customer's language and state):")
+        say(
+            format_table(
+                rows(
+                    "SELECT channel, variant, count(*) AS messages, max(sms_segments) AS "
+                    "max_segments FROM action_details GROUP BY channel, variant "
+                    "ORDER BY channel, variant"
+                )
             )
         )
         history = one("SELECT count(*) FROM interaction_history WHERE outcome = 'pending'")

@@ -40,10 +40,10 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from nba_fast import render as rendering
 from nba_fast._core import DataError, NbaFastError, SchemaError
 from nba_fast.api import Engine
 from nba_fast.campaign import Campaign, InputSource, load_campaign
+from nba_fast.render import TemplateError, check_columns, load_treatments, render
 from nba_fast.store import ACTION_DETAILS_SCHEMA, HISTORY_SCHEMA, Store, redact
 
 __all__ = [
@@ -188,7 +188,7 @@ def run_campaign(
     report = _Progress(progress)
     timings: dict[str, float] = {}
 
-    treatments = rendering.load_treatments(campaign.treatments, source=str(campaign.path))
+    treatments = load_treatments(campaign.treatments, source=str(campaign.path))
     engine = Engine(
         campaign.actions,
         policies=campaign.policies,
@@ -205,7 +205,10 @@ def run_campaign(
         report("inputs", 0, 1)
         customers, propensities, do_not_contact = _read_inputs(campaign, store)
         propensities, ignored = _campaign_propensities(propensities, campaign)
-        rendering.check_columns(treatments, customers.schema)
+        try:
+            check_columns(treatments, customers.schema)
+        except TemplateError as err:
+            raise TemplateError(f"{campaign.path}: {err}") from err
         id_type = customers.schema.field("customer_id").type
         report("inputs", 1, 1)
         timings["inputs"] = time.perf_counter() - started
@@ -378,7 +381,7 @@ def _action_details(
     now: datetime,
 ) -> pa.Table:
     """The ``action_details`` rows of the decisions: decision columns, contact point, message."""
-    rendered = rendering.render(decisions, customers, treatments)
+    rendered = render(decisions, customers, treatments)
     aligned = rendered.num_rows == decisions.num_rows and all(
         rendered.column(key).equals(decisions.column(key)) for key in ("customer_id", "action_id")
     )

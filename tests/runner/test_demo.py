@@ -63,6 +63,8 @@ def test_the_story(tmp_path: Path) -> None:
     [events] = table_rows(url, "SELECT count(*) AS n FROM interaction_history")
     assert details == events
     assert "Phase 5" in text
+    variants = table_rows(url, "SELECT DISTINCT variant FROM action_details")
+    assert {row["variant"] for row in variants} >= {"default", "language=es", "region=NY"}
 
     # Again on the same database: nothing new.
     again_reports = run_demo(customers=2_000, db=url, out=tmp_path / "uplus", stream=io.StringIO())
