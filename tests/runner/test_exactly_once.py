@@ -103,3 +103,16 @@ def test_two_runs_at_once_never_send_a_customer_twice(campaign: Path, db_url: st
     assert len(customers) > 0
     assert len(customers) == len(set(customers))
     assert {row["run_id"] for row in rows} == {"run-a"}  # run-b found everyone contacted
+
+
+def test_ctrl_c_rolls_back_and_exits_130(campaign: Path, sqlite_url: str) -> None:
+    process = start(_args(campaign, sqlite_url), **{PAUSE_ENV: "mid_write"})
+    wait_for_pause(process, "mid_write")
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert table_rows(sqlite_url, DETAILS) == []
+    again = run_cli(_args(campaign, sqlite_url))
+    assert again.returncode == 0, again.stderr
+    assert "redone" in again.stdout
