@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nba_fast._core import DataError, NbaFastError
 
@@ -332,7 +333,10 @@ class Store:
         columns = []
         for column in table.columns:
             if pa.types.is_timestamp(column.type):
-                column = column.cast(_TS).cast(pa.string())  # 'YYYY-MM-DD HH:MM:SS.ffffffZ'
+                # 'YYYY-MM-DD HH:MM:SS.ffffffZ'. Through a naive timestamp (same UTC value):
+                # Arrow's cast of a zoned one to text is ten times slower.
+                naive = column.cast(_TS).cast(pa.timestamp("us")).cast(pa.string())
+                column = pc.binary_join_element_wise(naive, "Z", "")
             columns.append(column)
         return pa.Table.from_arrays(columns, names=table.column_names)
 
