@@ -77,10 +77,16 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--customers", type=_positive, default=100_000, metavar="N")
-    demo.add_argument("--db", default="sqlite:///nba_demo.db", metavar="URL")
-    demo.add_argument("--out", default="uplus_bank", metavar="DIR")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the data")
+    demo.add_argument(
+        "--customers", type=_positive, default=100_000, metavar="N", help="default 100000"
+    )
+    demo.add_argument(
+        "--db", default="sqlite:///nba_demo.db", metavar="URL", help="default sqlite:///nba_demo.db"
+    )
+    demo.add_argument(
+        "--out", default="uplus_bank", metavar="DIR", help="data and campaign files (./uplus_bank)"
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
     return parser
 
 
