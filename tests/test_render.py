@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import nba_fast
@@ -381,3 +382,21 @@ def test_many_distinct_values_and_shared_templates() -> None:
     ids = list(range(count - 1, -1, -2))
     out = render(decisions_for(ids, "t", "sms"), customers, treatments)
     assert out.column("sms_text").to_pylist() == expected_renders(template, customers, ids)
+
+
+def test_batches_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    customers = customers_table(
+        [{"customer_id": i, "s1": f"c{i % 13}", "n": i, "b": i % 3 == 0} for i in range(500)]
+    )
+    template = "{% if b %}B {% endif %}{{ s1|upper }} {{ n }}"
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    decisions = decisions_for([i % 500 for i in range(0, 1500, 7)], "t", "sms")
+    whole = render(decisions, customers, treatments)
+    # nba_fast.render is the function; the module is in sys.modules.
+    monkeypatch.setattr(sys.modules["nba_fast.render"], "_BATCH_ROWS", 16)
+    batched = render(decisions, customers, treatments)
+    assert batched.column("sms_text").num_chunks > 1
+    assert batched.equals(whole)
+    empty = render(decisions.slice(0, 0), customers, treatments)
+    assert empty.num_rows == 0
+    assert empty.schema == OUTPUT_SCHEMA

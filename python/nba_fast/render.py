@@ -86,6 +86,10 @@ OUTPUT_SCHEMA = pa.schema(
 
 DEFAULT_VARIANT = "default"
 
+# Decisions are rendered this many rows at a time: memory stays bounded and no string column
+# chunk nears Arrow's 2 GiB limit (1M email bodies of 2 kB would pass it in one piece).
+_BATCH_ROWS = 1 << 18
+
 # Private-use code points stand in for slots while a template renders (U+E000..U+F8FF).
 _SENTINEL_FIRST, _SENTINEL_LAST = 0xE000, 0xF8FF
 _SLOT_PREFIX = "__nba_fast_slot_"
@@ -375,7 +379,6 @@ def render(
         _need(decisions, name, "decisions")
     _need(customers, "customer_id", "customers")
     names = _treatment_names(decisions, treatment_of)
-    rows = decisions.num_rows
     used = _used_treatments(decisions, names, treatments)
     check_columns(
         used, customers.schema, language_column=language_column, region_columns=region_columns
@@ -384,13 +387,38 @@ def render(
     languages = _folded(customers, [language_column])
     regions = _folded(customers, [c for c in region_columns if c in customers.column_names])
 
+    tables = [
+        _render_batch(
+            decisions.slice(start, _BATCH_ROWS),
+            names.slice(start, _BATCH_ROWS),
+            customer_row[start : start + _BATCH_ROWS],
+            customers,
+            used,
+            (languages, regions),
+        )
+        for start in range(0, max(decisions.num_rows, 1), _BATCH_ROWS)
+    ]
+    return pa.concat_tables(tables)
+
+
+def _render_batch(
+    decisions: pa.Table,
+    names: pa.Array,
+    customer_row: _Ints,
+    customers: pa.Table,
+    used: Mapping[str, Treatment],
+    keys: tuple[list[pa.Array], list[pa.Array]],
+) -> pa.Table:
+    """`render` for a slice of the decisions (``customer_row``: their customers' rows)."""
     pieces: dict[str, list[tuple[_Ints, pa.Array]]] = {
         key: [] for key in ("variant", "subject", "body", "text")
     }
     for treatment in used.values():
         selected = np.flatnonzero(_bools(pc.equal(names, treatment.name)))
+        if not len(selected):
+            continue
         at = customer_row[selected]
-        choice = _choose_variants(treatment, at, languages, regions)
+        choice = _choose_variants(treatment, at, *keys)
         labels = pa.array([v.label for v in treatment.variants], pa.string())
         pieces["variant"].append((selected, labels.take(pa.array(choice))))
         for number, variant in enumerate(treatment.variants):
@@ -409,6 +437,7 @@ def render(
                     ) from err.cause
                 pieces[key].append((selected[mine], values))
 
+    rows = decisions.num_rows
     columns = {key: _scatter(found, rows) for key, found in pieces.items()}
     layout = sms_layout(columns["text"])
     return pa.table(
