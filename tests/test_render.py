@@ -71,6 +71,8 @@ PIECES = [
     "{{ s2|default('nobody', true) }}",
     "{{ s1 ~ '-' ~ s2 }}",
     "{{ n + 1 }}",
+    "{% if n is not none %}{{ n + 1 }}{% endif %}",
+    "{% if s1 is not none %}{{ s1 ~ '!' }}{{ s1 + '?' }}{% endif %}",
     "{{ f|round(1) if f is not none else 'no f' }}",
     "{% if b %}yes {{ s2 }}{% else %}no{% endif %}",
     "{% if n is not none and n > 2 %}big {{ s1 }}{% elif s1 %}[{{ s1 }}]{% endif %}",
@@ -400,3 +402,14 @@ def test_batches_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     empty = render(decisions.slice(0, 0), customers, treatments)
     assert empty.num_rows == 0
     assert empty.schema == OUTPUT_SCHEMA
+
+
+def test_guarded_expression_fails_only_where_printed() -> None:
+    customers = customers_table([{"customer_id": 1, "n": 4}, {"customer_id": 2, "n": None}])
+    guarded = "{% if n is not none %}{{ n + 1 }}{% endif %}."
+    treatments = load_treatments({"t": {"channel": "sms", "text": guarded}}, source=SOURCE)
+    out = render(decisions_for([1, 2], "t", "sms"), customers, treatments)
+    assert out.column("sms_text").to_pylist() == ["5.", "."]
+    unguarded = load_treatments({"t": {"channel": "sms", "text": "{{ n + 1 }}."}}, source=SOURCE)
+    with pytest.raises(TemplateError, match="customer 2: TypeError"):
+        render(decisions_for([1, 2], "t", "sms"), customers, unguarded)

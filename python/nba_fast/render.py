@@ -784,14 +784,45 @@ def _transparent_outputs(tree: nodes.Template) -> Iterator[nodes.Output]:
     yield from walk(tree)
 
 
-def _slot_values(slot: _Slot, context: _Context) -> pa.Array:
+@dataclass(frozen=True)
+class _SlotValues:
+    """A slot's printed value per row, and the rows where evaluating it failed.
+
+    A failure only matters where the row's output uses the slot: ``{% if n is not none %}{{ n + 1
+    }}{% endif %}`` evaluates ``n + 1`` for every distinct ``n``, None included.
+    """
+
+    values: pa.Array
+    failed: npt.NDArray[np.bool_] | None = None
+    groups: _Ints | None = None  # distinct combination per row
+    errors: Mapping[int, Exception] = field(default_factory=dict)  # by combination
+
+    def error(self, row: int) -> Exception:
+        assert self.groups is not None
+        return self.errors[int(self.groups[row])]
+
+
+def _slot_values(slot: _Slot, context: _Context) -> _SlotValues:
     """One slot's printed value per row: a cast for a bare text or integer column, else one
     Jinja render per distinct combination of the slot's columns."""
     if slot.column is not None:
         column = context.column(slot.column)
         if any(check(column.type) for check in _CASTS_LIKE_PYTHON):
-            return pc.fill_null(column.cast(pa.string()), "")
-    return _per_distinct(slot.template, list(slot.variables), context)
+            return _SlotValues(pc.fill_null(column.cast(pa.string()), ""))
+    groups, first = _groups([context.column(n) for n in slot.variables], context.rows)
+    outputs, failed_groups, errors = [], [], {}
+    for group, row in enumerate(first):
+        values = {name: context.column(name)[int(row)].as_py() for name in slot.variables}
+        try:
+            outputs.append(slot.template.render(values))
+        except Exception as err:
+            outputs.append("")
+            failed_groups.append(group)
+            errors[group] = err
+    values = pa.array(outputs, pa.string()).take(pa.array(groups))
+    if not failed_groups:
+        return _SlotValues(values)
+    return _SlotValues(values, np.isin(groups, failed_groups), groups, errors)
 
 
 def _per_distinct(template: jinja2.Template, variables: list[str], context: _Context) -> pa.Array:
@@ -845,15 +876,17 @@ def _split(output: str, sentinels: str) -> tuple[list[str], list[int]]:
 def _assemble(
     layouts: list[tuple[list[str], list[int]]],
     groups: _Ints,
-    slot_values: list[pa.Array],
+    slot_values: list[_SlotValues],
     rows: int,
 ) -> pa.Array:
     """Each row's pieces and slot values, joined column-wise."""
+    _raise_used_failures(layouts, groups, slot_values)
     width = max(len(slots) for _, slots in layouts) if layouts else 0
     if not rows:
         return pa.array([], pa.string())
     empty = pa.array([""], pa.string())
-    pool = pa.concat_arrays([*slot_values, empty]) if slot_values else empty
+    arrays = [slot.values for slot in slot_values]
+    pool = pa.concat_arrays([*arrays, empty])
     parts: list[Any] = []
     for position in range(width + 1):
         pieces = [p[position] if position < len(p) else "" for p, _ in layouts]
@@ -862,7 +895,7 @@ def _assemble(
             break
         numbers = [s[position] if position < len(s) else -1 for _, s in layouts]
         if len(set(numbers)) == 1 and numbers[0] >= 0:
-            parts.append(slot_values[numbers[0]])
+            parts.append(arrays[numbers[0]])
             continue
         index = np.asarray(numbers, dtype=np.int64)[groups]
         flat = np.where(index >= 0, index * rows + np.arange(rows), len(pool) - 1)
@@ -870,6 +903,23 @@ def _assemble(
     if len(parts) == 1 and isinstance(parts[0], str):
         return pa.repeat(pa.scalar(parts[0], pa.string()), rows)
     return pc.binary_join_element_wise(*parts, "")
+
+
+def _raise_used_failures(
+    layouts: list[tuple[list[str], list[int]]], groups: _Ints, slot_values: list[_SlotValues]
+) -> None:
+    """Raise the first failure of a slot that a row's output prints."""
+    bad_rows = []
+    for number, slot in enumerate(slot_values):
+        if slot.failed is None:
+            continue
+        printing = [group for group, (_, slots) in enumerate(layouts) if number in slots]
+        bad = np.flatnonzero(slot.failed & np.isin(groups, printing))
+        if len(bad):
+            bad_rows.append((int(bad[0]), number))
+    if bad_rows:
+        row, number = min(bad_rows)
+        raise _RowError(row, slot_values[number].error(row))
 
 
 def _per_group(pieces: list[str], groups: _Ints) -> Any:
