@@ -82,6 +82,7 @@ PIECES = [
     "{% filter upper %}{{ s2 }}{% endfilter %}",
     "{% macro m(v) %}({{ v }}){% endmacro %}{{ m(s2) }}",
     "{{ '%s' % s2 }}",
+    "{{ '%c' % 57344 }}{{ '\\ue001' }}",
 ]
 
 TEXTS = st.sampled_from(["ann", "Bo", "", "\ue000x", "\ue002", "ш😀", "a b"]) | st.none()

@@ -681,19 +681,29 @@ class _Compiled:
         """The template rendered for every row of ``context`` (a string array)."""
         if self.residual is None or not self._sentinels_safe(context):
             return _per_distinct(self.template, sorted(self.variables), context)
-        slot_values = [_slot_values(slot, context) for slot in self.slots]
         groups, first = _groups([context.column(n) for n in self.residual_variables], context.rows)
+        # Each group renders twice, with two disjoint sets of sentinels: a private-use character
+        # the template makes itself ("%c" % 57344, a "\\ue000" escape) cannot match both, so
+        # the splits differ and the template falls back to whole renders.
+        count = len(self.slots)
+        twins = (self.sentinels[:count], self.sentinels[count:])
         layouts = []
         for row in first:
             values = {
                 name: context.column(name)[int(row)].as_py() for name in self.residual_variables
             }
-            values.update({f"{_SLOT_PREFIX}{k}": s for k, s in enumerate(self.sentinels)})
-            try:
-                output = self.residual.render(values)
-            except Exception as err:
-                raise _RowError(int(row), err) from err
-            layouts.append(_split(output, self.sentinels))
+            splits = []
+            for sentinels in twins:
+                values.update({f"{_SLOT_PREFIX}{k}": s for k, s in enumerate(sentinels)})
+                try:
+                    output = self.residual.render(values)
+                except Exception as err:
+                    raise _RowError(int(row), err) from err
+                splits.append(_split(output, sentinels))
+            if splits[0] != splits[1]:
+                return _per_distinct(self.template, sorted(self.variables), context)
+            layouts.append(splits[0])
+        slot_values = [_slot_values(slot, context) for slot in self.slots]
         return _assemble(layouts, groups, slot_values, context.rows)
 
     def _sentinels_safe(self, context: _Context) -> bool:
@@ -738,7 +748,7 @@ def _compiled(source: str) -> _Compiled:
                 names = [expression]
             if not names or any(n.ctx != "load" or n.name not in free for n in names):
                 continue
-            if len(slots) == len(sentinels):
+            if 2 * (len(slots) + 1) > len(sentinels):
                 return compiled
             slot_tree = nodes.Template([nodes.Output([expression], lineno=1)], lineno=1)
             slot_tree.set_environment(env)
@@ -761,7 +771,7 @@ def _compiled(source: str) -> _Compiled:
             n for n in meta.find_undeclared_variables(residual) if not n.startswith(_SLOT_PREFIX)
         )
     )
-    compiled.sentinels = "".join(sentinels[: len(slots)])
+    compiled.sentinels = "".join(sentinels[: 2 * len(slots)])
     return compiled
 
 
