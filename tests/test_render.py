@@ -203,6 +203,21 @@ def test_sandbox_refuses_python_internals() -> None:
             render(decisions_for([1], "t", "sms"), customers, treatments)
 
 
+@pytest.mark.parametrize(
+    ("template", "cause"),
+    [
+        ("{% include 'secrets.txt' %}", "no loader"),
+        ("{% extends 'base.html' %}", "no loader"),
+        ("{{ range(10**6)|length }}", "MAX_RANGE"),
+    ],
+)
+def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> None:
+    customers = customers_table([{"customer_id": 1}])
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    with pytest.raises(TemplateError, match=cause):
+        render(decisions_for([1], "t", "sms"), customers, treatments)
+
+
 def test_sandbox_is_immutable() -> None:
     customers = pa.table({"customer_id": [1], "items": pa.array([[1, 2]], pa.list_(pa.int64()))})
     treatments = load_treatments(
@@ -414,3 +429,28 @@ def test_guarded_expression_fails_only_where_printed() -> None:
     unguarded = load_treatments({"t": {"channel": "sms", "text": "{{ n + 1 }}."}}, source=SOURCE)
     with pytest.raises(TemplateError, match="customer 2: TypeError"):
         render(decisions_for([1, 2], "t", "sms"), customers, unguarded)
+
+
+def test_view_and_dictionary_columns() -> None:
+    names = pa.array(["ann", "bo", None, "ann"])
+    customers = pa.table(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "first_name": names.cast(pa.string_view()),
+            "tier": names.dictionary_encode(),
+            "language": pa.array(["es", "en", "es", None]).cast(pa.string_view()),
+        }
+    )
+    template = "{{ first_name }} {{ first_name|upper }} {% if tier %}{{ tier }}{% endif %}."
+    treatments = load_treatments(
+        {
+            "t": {
+                "channel": "sms",
+                "text": template,
+                "variant": [{"language": "ES", "text": "hola {{ first_name }}"}],
+            }
+        },
+        source=SOURCE,
+    )
+    out = render(decisions_for([1, 2, 3, 4], "t", "sms"), customers, treatments)
+    assert out.column("sms_text").to_pylist() == ["hola ann", "bo BO bo.", "hola ", "ann ANN ann."]

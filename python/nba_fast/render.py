@@ -565,6 +565,7 @@ def _folded(customers: pa.Table, names: Sequence[str]) -> list[pa.Array]:
         if not (
             pa.types.is_string(column.type)
             or pa.types.is_large_string(column.type)
+            or _is_string_view(column.type)
             or pa.types.is_dictionary(column.type)
         ):
             raise SchemaError(f"customers: column {name!r} must be strings, got {column.type}")
@@ -629,6 +630,15 @@ def _scatter(found: list[tuple[_Ints, pa.Array]], rows: int) -> pa.Array:
 # --- bulk rendering ------------------------------------------------------------------------
 
 
+def _is_view(kind: pa.DataType) -> bool:
+    """A string_view / binary_view column (pyarrow >= 16), which few kernels take yet."""
+    return _is_string_view(kind) or bool(getattr(pa.types, "is_binary_view", lambda _: False)(kind))
+
+
+def _is_string_view(kind: pa.DataType) -> bool:
+    return bool(getattr(pa.types, "is_string_view", lambda _: False)(kind))
+
+
 class _RowError(Exception):
     """A template failed for the row ``row`` of the rows being rendered."""
 
@@ -649,7 +659,12 @@ class _Context:
 
     def column(self, name: str) -> pa.Array:
         if name not in self._cache:
-            column = self.customers.column(name).take(self.at).combine_chunks()
+            whole = self.customers.column(name)
+            if _is_view(whole.type):  # no take kernel for views yet
+                whole = whole.cast(
+                    pa.large_string() if _is_string_view(whole.type) else pa.large_binary()
+                )
+            column = whole.take(self.at).combine_chunks()
             if pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
             self._cache[name] = column
