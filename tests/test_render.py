@@ -312,6 +312,11 @@ def test_decision_errors() -> None:
         render(decisions_for([1], "t", "sms"), twice, treatments)
     with pytest.raises(SchemaError, match="customer_id"):
         render(decisions_for([1], "t", "sms"), pa.table({"id": [1]}), treatments)
+    as_text = pa.table({"customer_id": ["1"]})
+    with pytest.raises(SchemaError, match="both must be integers or both strings"):
+        render(decisions_for([1], "t", "sms"), as_text, treatments)
+    narrow = pa.table({"customer_id": pa.array([1], pa.int32())})
+    assert render(decisions_for([1], "t", "sms"), narrow, treatments).num_rows == 1
     no_treatment = decisions_for([1], "t", "sms").drop_columns(["treatment"])
     with pytest.raises(SchemaError, match="treatment_of"):
         render(no_treatment, customers, treatments)

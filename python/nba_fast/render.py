@@ -537,12 +537,19 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
     """For each decision, the row of its customer in ``customers``."""
     ids = customers.column("customer_id")
     wanted = decisions.column("customer_id")
-    try:
-        found = pc.index_in(wanted, value_set=ids.combine_chunks())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+    kinds = (_id_kind(wanted.type), _id_kind(ids.type))
+    if None in kinds or kinds[0] != kinds[1]:
+        # index_in would cast "1" to 1 silently; ids of different kinds never match.
         raise SchemaError(
-            f"customer_id: decisions have {wanted.type}, customers have {ids.type}"
-        ) from err
+            f"customer_id: decisions have {wanted.type}, customers have {ids.type} "
+            "(both must be integers or both strings)"
+        )
+    common = pa.int64() if kinds[0] == "integer" else pa.large_string()
+    try:
+        wanted, ids = wanted.cast(common), ids.cast(common)
+    except pa.ArrowInvalid as err:
+        raise SchemaError(f"customer_id: {err}") from err
+    found = pc.index_in(wanted, value_set=ids.combine_chunks())
     if found.null_count:
         first = pc.index(pc.is_null(found), True).as_py()
         raise DataError(
@@ -553,6 +560,16 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
         twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise DataError(f"customers: customer_id {twice!r} appears more than once")
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _id_kind(kind: pa.DataType) -> str | None:
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind):
+        return "string"
+    if pa.types.is_dictionary(kind):
+        return _id_kind(kind.value_type)
+    return None
 
 
 def _folded(customers: pa.Table, names: Sequence[str]) -> list[pa.Array]:
