@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import nba_fast
@@ -70,6 +71,8 @@ PIECES = [
     "{{ s2|default('nobody', true) }}",
     "{{ s1 ~ '-' ~ s2 }}",
     "{{ n + 1 }}",
+    "{% if n is not none %}{{ n + 1 }}{% endif %}",
+    "{% if s1 is not none %}{{ s1 ~ '!' }}{{ s1 + '?' }}{% endif %}",
     "{{ f|round(1) if f is not none else 'no f' }}",
     "{% if b %}yes {{ s2 }}{% else %}no{% endif %}",
     "{% if n is not none and n > 2 %}big {{ s1 }}{% elif s1 %}[{{ s1 }}]{% endif %}",
@@ -79,6 +82,7 @@ PIECES = [
     "{% filter upper %}{{ s2 }}{% endfilter %}",
     "{% macro m(v) %}({{ v }}){% endmacro %}{{ m(s2) }}",
     "{{ '%s' % s2 }}",
+    "{{ '%c' % 57344 }}{{ '\\ue001' }}",
 ]
 
 TEXTS = st.sampled_from(["ann", "Bo", "", "\ue000x", "\ue002", "ш😀", "a b"]) | st.none()
@@ -199,6 +203,21 @@ def test_sandbox_refuses_python_internals() -> None:
             render(decisions_for([1], "t", "sms"), customers, treatments)
 
 
+@pytest.mark.parametrize(
+    ("template", "cause"),
+    [
+        ("{% include 'secrets.txt' %}", "no loader"),
+        ("{% extends 'base.html' %}", "no loader"),
+        ("{{ range(10**6)|length }}", "MAX_RANGE"),
+    ],
+)
+def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> None:
+    customers = customers_table([{"customer_id": 1}])
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    with pytest.raises(TemplateError, match=cause):
+        render(decisions_for([1], "t", "sms"), customers, treatments)
+
+
 def test_sandbox_is_immutable() -> None:
     customers = pa.table({"customer_id": [1], "items": pa.array([[1, 2]], pa.list_(pa.int64()))})
     treatments = load_treatments(
@@ -293,6 +312,11 @@ def test_decision_errors() -> None:
         render(decisions_for([1], "t", "sms"), twice, treatments)
     with pytest.raises(SchemaError, match="customer_id"):
         render(decisions_for([1], "t", "sms"), pa.table({"id": [1]}), treatments)
+    as_text = pa.table({"customer_id": ["1"]})
+    with pytest.raises(SchemaError, match="both must be integers or both strings"):
+        render(decisions_for([1], "t", "sms"), as_text, treatments)
+    narrow = pa.table({"customer_id": pa.array([1], pa.int32())})
+    assert render(decisions_for([1], "t", "sms"), narrow, treatments).num_rows == 1
     no_treatment = decisions_for([1], "t", "sms").drop_columns(["treatment"])
     with pytest.raises(SchemaError, match="treatment_of"):
         render(no_treatment, customers, treatments)
@@ -381,3 +405,57 @@ def test_many_distinct_values_and_shared_templates() -> None:
     ids = list(range(count - 1, -1, -2))
     out = render(decisions_for(ids, "t", "sms"), customers, treatments)
     assert out.column("sms_text").to_pylist() == expected_renders(template, customers, ids)
+
+
+def test_batches_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    customers = customers_table(
+        [{"customer_id": i, "s1": f"c{i % 13}", "n": i, "b": i % 3 == 0} for i in range(500)]
+    )
+    template = "{% if b %}B {% endif %}{{ s1|upper }} {{ n }}"
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    decisions = decisions_for([i % 500 for i in range(0, 1500, 7)], "t", "sms")
+    whole = render(decisions, customers, treatments)
+    # nba_fast.render is the function; the module is in sys.modules.
+    monkeypatch.setattr(sys.modules["nba_fast.render"], "_BATCH_ROWS", 16)
+    batched = render(decisions, customers, treatments)
+    assert batched.column("sms_text").num_chunks > 1
+    assert batched.equals(whole)
+    empty = render(decisions.slice(0, 0), customers, treatments)
+    assert empty.num_rows == 0
+    assert empty.schema == OUTPUT_SCHEMA
+
+
+def test_guarded_expression_fails_only_where_printed() -> None:
+    customers = customers_table([{"customer_id": 1, "n": 4}, {"customer_id": 2, "n": None}])
+    guarded = "{% if n is not none %}{{ n + 1 }}{% endif %}."
+    treatments = load_treatments({"t": {"channel": "sms", "text": guarded}}, source=SOURCE)
+    out = render(decisions_for([1, 2], "t", "sms"), customers, treatments)
+    assert out.column("sms_text").to_pylist() == ["5.", "."]
+    unguarded = load_treatments({"t": {"channel": "sms", "text": "{{ n + 1 }}."}}, source=SOURCE)
+    with pytest.raises(TemplateError, match="customer 2: TypeError"):
+        render(decisions_for([1, 2], "t", "sms"), customers, unguarded)
+
+
+def test_view_and_dictionary_columns() -> None:
+    names = pa.array(["ann", "bo", None, "ann"])
+    customers = pa.table(
+        {
+            "customer_id": [1, 2, 3, 4],
+            "first_name": names.cast(pa.string_view()),
+            "tier": names.dictionary_encode(),
+            "language": pa.array(["es", "en", "es", None]).cast(pa.string_view()),
+        }
+    )
+    template = "{{ first_name }} {{ first_name|upper }} {% if tier %}{{ tier }}{% endif %}."
+    treatments = load_treatments(
+        {
+            "t": {
+                "channel": "sms",
+                "text": template,
+                "variant": [{"language": "ES", "text": "hola {{ first_name }}"}],
+            }
+        },
+        source=SOURCE,
+    )
+    out = render(decisions_for([1, 2, 3, 4], "t", "sms"), customers, treatments)
+    assert out.column("sms_text").to_pylist() == ["hola ann", "bo BO bo.", "hola ", "ann ANN ann."]

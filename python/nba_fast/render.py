@@ -86,6 +86,10 @@ OUTPUT_SCHEMA = pa.schema(
 
 DEFAULT_VARIANT = "default"
 
+# Decisions are rendered this many rows at a time: memory stays bounded and no string column
+# chunk nears Arrow's 2 GiB limit (1M email bodies of 2 kB would pass it in one piece).
+_BATCH_ROWS = 1 << 18
+
 # Private-use code points stand in for slots while a template renders (U+E000..U+F8FF).
 _SENTINEL_FIRST, _SENTINEL_LAST = 0xE000, 0xF8FF
 _SLOT_PREFIX = "__nba_fast_slot_"
@@ -375,7 +379,6 @@ def render(
         _need(decisions, name, "decisions")
     _need(customers, "customer_id", "customers")
     names = _treatment_names(decisions, treatment_of)
-    rows = decisions.num_rows
     used = _used_treatments(decisions, names, treatments)
     check_columns(
         used, customers.schema, language_column=language_column, region_columns=region_columns
@@ -384,13 +387,38 @@ def render(
     languages = _folded(customers, [language_column])
     regions = _folded(customers, [c for c in region_columns if c in customers.column_names])
 
+    tables = [
+        _render_batch(
+            decisions.slice(start, _BATCH_ROWS),
+            names.slice(start, _BATCH_ROWS),
+            customer_row[start : start + _BATCH_ROWS],
+            customers,
+            used,
+            (languages, regions),
+        )
+        for start in range(0, max(decisions.num_rows, 1), _BATCH_ROWS)
+    ]
+    return pa.concat_tables(tables)
+
+
+def _render_batch(
+    decisions: pa.Table,
+    names: pa.Array,
+    customer_row: _Ints,
+    customers: pa.Table,
+    used: Mapping[str, Treatment],
+    keys: tuple[list[pa.Array], list[pa.Array]],
+) -> pa.Table:
+    """`render` for a slice of the decisions (``customer_row``: their customers' rows)."""
     pieces: dict[str, list[tuple[_Ints, pa.Array]]] = {
         key: [] for key in ("variant", "subject", "body", "text")
     }
     for treatment in used.values():
         selected = np.flatnonzero(_bools(pc.equal(names, treatment.name)))
+        if not len(selected):
+            continue
         at = customer_row[selected]
-        choice = _choose_variants(treatment, at, languages, regions)
+        choice = _choose_variants(treatment, at, *keys)
         labels = pa.array([v.label for v in treatment.variants], pa.string())
         pieces["variant"].append((selected, labels.take(pa.array(choice))))
         for number, variant in enumerate(treatment.variants):
@@ -409,6 +437,7 @@ def render(
                     ) from err.cause
                 pieces[key].append((selected[mine], values))
 
+    rows = decisions.num_rows
     columns = {key: _scatter(found, rows) for key, found in pieces.items()}
     layout = sms_layout(columns["text"])
     return pa.table(
@@ -508,12 +537,19 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
     """For each decision, the row of its customer in ``customers``."""
     ids = customers.column("customer_id")
     wanted = decisions.column("customer_id")
-    try:
-        found = pc.index_in(wanted, value_set=ids.combine_chunks())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+    kinds = (_id_kind(wanted.type), _id_kind(ids.type))
+    if None in kinds or kinds[0] != kinds[1]:
+        # index_in would cast "1" to 1 silently; ids of different kinds never match.
         raise SchemaError(
-            f"customer_id: decisions have {wanted.type}, customers have {ids.type}"
-        ) from err
+            f"customer_id: decisions have {wanted.type}, customers have {ids.type} "
+            "(both must be integers or both strings)"
+        )
+    common = pa.int64() if kinds[0] == "integer" else pa.large_string()
+    try:
+        wanted, ids = wanted.cast(common), ids.cast(common)
+    except pa.ArrowInvalid as err:
+        raise SchemaError(f"customer_id: {err}") from err
+    found = pc.index_in(wanted, value_set=ids.combine_chunks())
     if found.null_count:
         first = pc.index(pc.is_null(found), True).as_py()
         raise DataError(
@@ -526,6 +562,16 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def _id_kind(kind: pa.DataType) -> str | None:
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or _is_string_view(kind):
+        return "string"
+    if pa.types.is_dictionary(kind):
+        return _id_kind(kind.value_type)
+    return None
+
+
 def _folded(customers: pa.Table, names: Sequence[str]) -> list[pa.Array]:
     """The named columns present, as case-folded strings (variant keys match without case)."""
     found = []
@@ -536,6 +582,7 @@ def _folded(customers: pa.Table, names: Sequence[str]) -> list[pa.Array]:
         if not (
             pa.types.is_string(column.type)
             or pa.types.is_large_string(column.type)
+            or _is_string_view(column.type)
             or pa.types.is_dictionary(column.type)
         ):
             raise SchemaError(f"customers: column {name!r} must be strings, got {column.type}")
@@ -600,6 +647,15 @@ def _scatter(found: list[tuple[_Ints, pa.Array]], rows: int) -> pa.Array:
 # --- bulk rendering ------------------------------------------------------------------------
 
 
+def _is_view(kind: pa.DataType) -> bool:
+    """A string_view / binary_view column (pyarrow >= 16), which few kernels take yet."""
+    return _is_string_view(kind) or bool(getattr(pa.types, "is_binary_view", lambda _: False)(kind))
+
+
+def _is_string_view(kind: pa.DataType) -> bool:
+    return bool(getattr(pa.types, "is_string_view", lambda _: False)(kind))
+
+
 class _RowError(Exception):
     """A template failed for the row ``row`` of the rows being rendered."""
 
@@ -620,7 +676,12 @@ class _Context:
 
     def column(self, name: str) -> pa.Array:
         if name not in self._cache:
-            column = self.customers.column(name).take(self.at).combine_chunks()
+            whole = self.customers.column(name)
+            if _is_view(whole.type):  # no take kernel for views yet
+                whole = whole.cast(
+                    pa.large_string() if _is_string_view(whole.type) else pa.large_binary()
+                )
+            column = whole.take(self.at).combine_chunks()
             if pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
             self._cache[name] = column
@@ -652,19 +713,29 @@ class _Compiled:
         """The template rendered for every row of ``context`` (a string array)."""
         if self.residual is None or not self._sentinels_safe(context):
             return _per_distinct(self.template, sorted(self.variables), context)
-        slot_values = [_slot_values(slot, context) for slot in self.slots]
         groups, first = _groups([context.column(n) for n in self.residual_variables], context.rows)
+        # Each group renders twice, with two disjoint sets of sentinels: a private-use character
+        # the template makes itself ("%c" % 57344, a "\\ue000" escape) cannot match both, so
+        # the splits differ and the template falls back to whole renders.
+        count = len(self.slots)
+        twins = (self.sentinels[:count], self.sentinels[count:])
         layouts = []
         for row in first:
             values = {
                 name: context.column(name)[int(row)].as_py() for name in self.residual_variables
             }
-            values.update({f"{_SLOT_PREFIX}{k}": s for k, s in enumerate(self.sentinels)})
-            try:
-                output = self.residual.render(values)
-            except Exception as err:
-                raise _RowError(int(row), err) from err
-            layouts.append(_split(output, self.sentinels))
+            splits = []
+            for sentinels in twins:
+                values.update({f"{_SLOT_PREFIX}{k}": s for k, s in enumerate(sentinels)})
+                try:
+                    output = self.residual.render(values)
+                except Exception as err:
+                    raise _RowError(int(row), err) from err
+                splits.append(_split(output, sentinels))
+            if splits[0] != splits[1]:
+                return _per_distinct(self.template, sorted(self.variables), context)
+            layouts.append(splits[0])
+        slot_values = [_slot_values(slot, context) for slot in self.slots]
         return _assemble(layouts, groups, slot_values, context.rows)
 
     def _sentinels_safe(self, context: _Context) -> bool:
@@ -709,7 +780,7 @@ def _compiled(source: str) -> _Compiled:
                 names = [expression]
             if not names or any(n.ctx != "load" or n.name not in free for n in names):
                 continue
-            if len(slots) == len(sentinels):
+            if 2 * (len(slots) + 1) > len(sentinels):
                 return compiled
             slot_tree = nodes.Template([nodes.Output([expression], lineno=1)], lineno=1)
             slot_tree.set_environment(env)
@@ -732,7 +803,7 @@ def _compiled(source: str) -> _Compiled:
             n for n in meta.find_undeclared_variables(residual) if not n.startswith(_SLOT_PREFIX)
         )
     )
-    compiled.sentinels = "".join(sentinels[: len(slots)])
+    compiled.sentinels = "".join(sentinels[: 2 * len(slots)])
     return compiled
 
 
@@ -755,14 +826,45 @@ def _transparent_outputs(tree: nodes.Template) -> Iterator[nodes.Output]:
     yield from walk(tree)
 
 
-def _slot_values(slot: _Slot, context: _Context) -> pa.Array:
+@dataclass(frozen=True)
+class _SlotValues:
+    """A slot's printed value per row, and the rows where evaluating it failed.
+
+    A failure only matters where the row's output uses the slot: ``{% if n is not none %}{{ n + 1
+    }}{% endif %}`` evaluates ``n + 1`` for every distinct ``n``, None included.
+    """
+
+    values: pa.Array
+    failed: npt.NDArray[np.bool_] | None = None
+    groups: _Ints | None = None  # distinct combination per row
+    errors: Mapping[int, Exception] = field(default_factory=dict)  # by combination
+
+    def error(self, row: int) -> Exception:
+        assert self.groups is not None
+        return self.errors[int(self.groups[row])]
+
+
+def _slot_values(slot: _Slot, context: _Context) -> _SlotValues:
     """One slot's printed value per row: a cast for a bare text or integer column, else one
     Jinja render per distinct combination of the slot's columns."""
     if slot.column is not None:
         column = context.column(slot.column)
         if any(check(column.type) for check in _CASTS_LIKE_PYTHON):
-            return pc.fill_null(column.cast(pa.string()), "")
-    return _per_distinct(slot.template, list(slot.variables), context)
+            return _SlotValues(pc.fill_null(column.cast(pa.string()), ""))
+    groups, first = _groups([context.column(n) for n in slot.variables], context.rows)
+    outputs, failed_groups, errors = [], [], {}
+    for group, row in enumerate(first):
+        values = {name: context.column(name)[int(row)].as_py() for name in slot.variables}
+        try:
+            outputs.append(slot.template.render(values))
+        except Exception as err:
+            outputs.append("")
+            failed_groups.append(group)
+            errors[group] = err
+    values = pa.array(outputs, pa.string()).take(pa.array(groups))
+    if not failed_groups:
+        return _SlotValues(values)
+    return _SlotValues(values, np.isin(groups, failed_groups), groups, errors)
 
 
 def _per_distinct(template: jinja2.Template, variables: list[str], context: _Context) -> pa.Array:
@@ -816,15 +918,17 @@ def _split(output: str, sentinels: str) -> tuple[list[str], list[int]]:
 def _assemble(
     layouts: list[tuple[list[str], list[int]]],
     groups: _Ints,
-    slot_values: list[pa.Array],
+    slot_values: list[_SlotValues],
     rows: int,
 ) -> pa.Array:
     """Each row's pieces and slot values, joined column-wise."""
+    _raise_used_failures(layouts, groups, slot_values)
     width = max(len(slots) for _, slots in layouts) if layouts else 0
     if not rows:
         return pa.array([], pa.string())
     empty = pa.array([""], pa.string())
-    pool = pa.concat_arrays([*slot_values, empty]) if slot_values else empty
+    arrays = [slot.values for slot in slot_values]
+    pool = pa.concat_arrays([*arrays, empty])
     parts: list[Any] = []
     for position in range(width + 1):
         pieces = [p[position] if position < len(p) else "" for p, _ in layouts]
@@ -833,7 +937,7 @@ def _assemble(
             break
         numbers = [s[position] if position < len(s) else -1 for _, s in layouts]
         if len(set(numbers)) == 1 and numbers[0] >= 0:
-            parts.append(slot_values[numbers[0]])
+            parts.append(arrays[numbers[0]])
             continue
         index = np.asarray(numbers, dtype=np.int64)[groups]
         flat = np.where(index >= 0, index * rows + np.arange(rows), len(pool) - 1)
@@ -841,6 +945,23 @@ def _assemble(
     if len(parts) == 1 and isinstance(parts[0], str):
         return pa.repeat(pa.scalar(parts[0], pa.string()), rows)
     return pc.binary_join_element_wise(*parts, "")
+
+
+def _raise_used_failures(
+    layouts: list[tuple[list[str], list[int]]], groups: _Ints, slot_values: list[_SlotValues]
+) -> None:
+    """Raise the first failure of a slot that a row's output prints."""
+    bad_rows = []
+    for number, slot in enumerate(slot_values):
+        if slot.failed is None:
+            continue
+        printing = [group for group, (_, slots) in enumerate(layouts) if number in slots]
+        bad = np.flatnonzero(slot.failed & np.isin(groups, printing))
+        if len(bad):
+            bad_rows.append((int(bad[0]), number))
+    if bad_rows:
+        row, number = min(bad_rows)
+        raise _RowError(row, slot_values[number].error(row))
 
 
 def _per_group(pieces: list[str], groups: _Ints) -> Any:
