@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from nba_fast.campaign import load_campaign
-from nba_fast.demo import run_demo
+from nba_fast.demo import campaign_toml, run_demo
 
 from tests.runner.conftest import table_rows
 
@@ -70,3 +70,10 @@ def test_the_story(tmp_path: Path) -> None:
     again_reports = run_demo(customers=2_000, db=url, out=tmp_path / "uplus", stream=io.StringIO())
     assert [r.status for r in again_reports] == ["already_committed"] * 4
     assert table_rows(url, "SELECT count(*) AS n FROM action_details") == [details]
+
+
+def test_docs_show_the_demo_campaign() -> None:
+    # docs/campaign.md's example is the file the demo writes (100,000 customers: cap 5,000).
+    docs = Path(__file__).resolve().parents[2] / "docs" / "campaign.md"
+    text = campaign_toml(4, database="sqlite:///nba_demo.db", email_cap=5_000)
+    assert f"```toml\n{text.rstrip()}\n```" in docs.read_text()
