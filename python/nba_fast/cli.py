@@ -173,7 +173,11 @@ def describe_run(report: Any) -> str:
     if report.status == "dry_run":
         lines.append(f"  dry run: {report.decisions:,} decisions, nothing written")
     else:
-        redo = " (redone: an earlier attempt had been killed)" if report.resumed else ""
+        redo = (
+            " (redone: an earlier attempt claimed it and did not finish; its now was used)"
+            if report.resumed
+            else ""
+        )
         lines.append(
             f"  committed{redo}: {report.written:,} action_details rows and as many pending "
             "interaction_history events"
