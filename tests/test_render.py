@@ -209,6 +209,7 @@ def test_sandbox_refuses_python_internals() -> None:
         ("{% include 'secrets.txt' %}", "no loader"),
         ("{% extends 'base.html' %}", "no loader"),
         ("{{ range(10**6)|length }}", "MAX_RANGE"),
+        ("{{ lipsum() }}", "lipsum"),
     ],
 )
 def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> None:
@@ -290,6 +291,7 @@ def test_variant_columns_are_checked() -> None:
             "same language and region as variant #1",
         ),
         ({"channel": "sms", "text": "x", "variant": {"region": "CA"}}, ConfigError, "list"),
+        ({"channel": "sms", "text": "{{ ['A', 'B']|random }}"}, TemplateError, "random"),
     ],
 )
 def test_load_errors_name_the_culprit(entry: dict[str, Any], error: type, match: str) -> None:
