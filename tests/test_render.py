@@ -461,3 +461,57 @@ def test_view_and_dictionary_columns() -> None:
     )
     out = render(decisions_for([1, 2, 3, 4], "t", "sms"), customers, treatments)
     assert out.column("sms_text").to_pylist() == ["hola ann", "bo BO bo.", "hola ", "ann ANN ann."]
+
+
+def chosen_variant(variants: list[dict[str, str]], customer: dict[str, str | None]) -> str:
+    """The reference: most specific matching variant, first listed within a level."""
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and a.casefold() == b.casefold()
+
+    for shape in (("language", "region"), ("language",), ("region",)):
+        for variant in variants:
+            if tuple(k for k in ("language", "region") if k in variant) != shape:
+                continue
+            language_ok = "language" not in variant or same(
+                variant["language"], customer["language"]
+            )
+            region_ok = "region" not in variant or any(
+                same(variant["region"], customer[column]) for column in ("state", "country")
+            )
+            if language_ok and region_ok:
+                return ",".join(f"{k}={variant[k]}" for k in shape)
+    return "default"
+
+
+KEYS = st.sampled_from(["es", "EN", "CA", "ca", "US", "fr"])
+
+
+@given(
+    variants=st.lists(
+        st.fixed_dictionaries({}, optional={"language": KEYS, "region": KEYS}).filter(bool),
+        max_size=5,
+        unique_by=lambda v: (v.get("language", "").casefold(), v.get("region", "").casefold()),
+    ),
+    people=st.lists(
+        st.fixed_dictionaries(
+            {"language": KEYS | st.none(), "state": KEYS | st.none(), "country": KEYS | st.none()}
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_variant_choice_matches_reference(
+    variants: list[dict[str, str]], people: list[dict[str, str | None]]
+) -> None:
+    entry = {"channel": "sms", "text": "default", "variant": [{**v, "text": "v"} for v in variants]}
+    treatments = load_treatments({"t": entry}, source=SOURCE)
+    customers = pa.Table.from_pylist(
+        [{"customer_id": i, **person} for i, person in enumerate(people)],
+        schema=pa.schema(
+            [("customer_id", pa.int64())]
+            + [(c, pa.string()) for c in ("language", "state", "country")]
+        ),
+    )
+    out = render(decisions_for(list(range(len(people))), "t", "sms"), customers, treatments)
+    assert out.column("variant").to_pylist() == [chosen_variant(variants, p) for p in people]
