@@ -102,12 +102,15 @@ ROWS = st.fixed_dictionaries(
     rows=st.lists(ROWS, min_size=1, max_size=25),
     picks=st.lists(st.integers(0, 24), min_size=1, max_size=30),
     channel=st.sampled_from(["email", "sms"]),
+    reverse=st.booleans(),
 )
 def test_bulk_render_matches_one_render_per_row(
-    pieces: list[str], rows: list[dict[str, Any]], picks: list[int], channel: str
+    pieces: list[str], rows: list[dict[str, Any]], picks: list[int], channel: str, reverse: bool
 ) -> None:
     template = "".join(pieces)
     customers = customers_table([{"customer_id": 10 + i, **row} for i, row in enumerate(rows)])
+    if reverse:  # unsorted ids take the hash lookup, sorted ones a binary search
+        customers = customers.take(list(range(len(rows) - 1, -1, -1)))
     ids = [10 + pick % len(rows) for pick in picks]
     fields = {"text": template} if channel == "sms" else {"subject": "S", "body": template}
     treatments = load_treatments({"t": {"channel": channel, **fields}}, source=SOURCE)

@@ -554,6 +554,12 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
         wanted, ids = wanted.cast(common), ids.cast(common)
     except pa.ArrowInvalid as err:
         raise SchemaError(f"customer_id: {err}") from err
+    if kinds[0] == "integer" and not ids.null_count and not wanted.null_count:
+        rows = _sorted_lookup(
+            np.asarray(ids.to_numpy(), dtype=np.int64), np.asarray(wanted.to_numpy(), np.int64)
+        )
+        if rows is not None:
+            return rows
     found = pc.index_in(wanted, value_set=ids.combine_chunks())
     if found.null_count:
         first = pc.index(pc.is_null(found), True).as_py()
@@ -565,6 +571,23 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
         twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise DataError(f"customers: customer_id {twice!r} appears more than once")
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _sorted_lookup(ids: _Ints, wanted: _Ints) -> _Ints | None:
+    """Rows of ``wanted`` in strictly increasing ``ids`` (then unique) by binary search; None
+    when the ids are not sorted (the caller hashes instead)."""
+    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
+        return None
+    rows = np.searchsorted(ids, wanted)
+    found = (
+        ids[np.minimum(rows, len(ids) - 1)] == wanted if len(ids) else np.zeros(len(wanted), bool)
+    )
+    if not found.all():
+        first = int(np.argmin(found))
+        raise DataError(
+            f"decisions: customer_id {int(wanted[first])!r} (row {first}) is not in customers"
+        )
+    return rows.astype(np.int64)
 
 
 def _id_kind(kind: pa.DataType) -> str | None:
