@@ -348,6 +348,22 @@ def test_treatment_of_and_rows_without_treatment() -> None:
     assert out.column("variant").to_pylist() == ["default", "default", None]
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array(["t", None]).dictionary_encode(),
+        pa.array(["t", None], pa.large_string()),
+        pa.nulls(2),
+    ],
+)
+def test_treatment_column_forms(column: pa.Array) -> None:
+    treatments = load_treatments({"t": {"channel": "sms", "text": "hi"}}, source=SOURCE)
+    decisions = decisions_for([1, 2], "t", "sms").set_column(3, "treatment", column)
+    out = render(decisions, customers_table([{"customer_id": 1}, {"customer_id": 2}]), treatments)
+    expected = ["hi", None] if column.null_count < 2 else [None, None]
+    assert out.column("sms_text").to_pylist() == expected
+
+
 def test_renders_engine_decisions() -> None:
     catalog = [
         {"id": "standard_card", "issue": "Sales", "group": "Cards", "channel": "email",

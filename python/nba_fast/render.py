@@ -482,7 +482,7 @@ def _treatment_names(decisions: pa.Table, treatment_of: Mapping[str, str] | None
     """The treatment name of each decision (NULL: none)."""
     if "treatment" in decisions.column_names:
         names = decisions.column("treatment")
-        if not (pa.types.is_string(names.type) or pa.types.is_large_string(names.type)):
+        if _id_kind(names.type) != "string" and not pa.types.is_null(names.type):
             raise SchemaError(f"decisions: column 'treatment' must be strings, got {names.type}")
         base = names.cast(pa.string()).combine_chunks()
     elif treatment_of is None:
