@@ -102,12 +102,15 @@ ROWS = st.fixed_dictionaries(
     rows=st.lists(ROWS, min_size=1, max_size=25),
     picks=st.lists(st.integers(0, 24), min_size=1, max_size=30),
     channel=st.sampled_from(["email", "sms"]),
+    reverse=st.booleans(),
 )
 def test_bulk_render_matches_one_render_per_row(
-    pieces: list[str], rows: list[dict[str, Any]], picks: list[int], channel: str
+    pieces: list[str], rows: list[dict[str, Any]], picks: list[int], channel: str, reverse: bool
 ) -> None:
     template = "".join(pieces)
     customers = customers_table([{"customer_id": 10 + i, **row} for i, row in enumerate(rows)])
+    if reverse:  # unsorted ids take the hash lookup, sorted ones a binary search
+        customers = customers.take(list(range(len(rows) - 1, -1, -1)))
     ids = [10 + pick % len(rows) for pick in picks]
     fields = {"text": template} if channel == "sms" else {"subject": "S", "body": template}
     treatments = load_treatments({"t": {"channel": channel, **fields}}, source=SOURCE)
@@ -209,6 +212,7 @@ def test_sandbox_refuses_python_internals() -> None:
         ("{% include 'secrets.txt' %}", "no loader"),
         ("{% extends 'base.html' %}", "no loader"),
         ("{{ range(10**6)|length }}", "MAX_RANGE"),
+        ("{{ lipsum() }}", "lipsum"),
     ],
 )
 def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> None:
@@ -290,6 +294,7 @@ def test_variant_columns_are_checked() -> None:
             "same language and region as variant #1",
         ),
         ({"channel": "sms", "text": "x", "variant": {"region": "CA"}}, ConfigError, "list"),
+        ({"channel": "sms", "text": "{{ ['A', 'B']|random }}"}, TemplateError, "random"),
     ],
 )
 def test_load_errors_name_the_culprit(entry: dict[str, Any], error: type, match: str) -> None:
@@ -341,6 +346,22 @@ def test_treatment_of_and_rows_without_treatment() -> None:
     assert out.column("sms_text").to_pylist() == ["hi ann", "yo", None]
     assert out.column("sms_segments").to_pylist() == [1, 1, None]
     assert out.column("variant").to_pylist() == ["default", "default", None]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pa.array(["t", None]).dictionary_encode(),
+        pa.array(["t", None], pa.large_string()),
+        pa.nulls(2),
+    ],
+)
+def test_treatment_column_forms(column: pa.Array) -> None:
+    treatments = load_treatments({"t": {"channel": "sms", "text": "hi"}}, source=SOURCE)
+    decisions = decisions_for([1, 2], "t", "sms").set_column(3, "treatment", column)
+    out = render(decisions, customers_table([{"customer_id": 1}, {"customer_id": 2}]), treatments)
+    expected = ["hi", None] if column.null_count < 2 else [None, None]
+    assert out.column("sms_text").to_pylist() == expected
 
 
 def test_renders_engine_decisions() -> None:
@@ -459,3 +480,57 @@ def test_view_and_dictionary_columns() -> None:
     )
     out = render(decisions_for([1, 2, 3, 4], "t", "sms"), customers, treatments)
     assert out.column("sms_text").to_pylist() == ["hola ann", "bo BO bo.", "hola ", "ann ANN ann."]
+
+
+def chosen_variant(variants: list[dict[str, str]], customer: dict[str, str | None]) -> str:
+    """The reference: most specific matching variant, first listed within a level."""
+
+    def same(a: str | None, b: str | None) -> bool:
+        return a is not None and b is not None and a.casefold() == b.casefold()
+
+    for shape in (("language", "region"), ("language",), ("region",)):
+        for variant in variants:
+            if tuple(k for k in ("language", "region") if k in variant) != shape:
+                continue
+            language_ok = "language" not in variant or same(
+                variant["language"], customer["language"]
+            )
+            region_ok = "region" not in variant or any(
+                same(variant["region"], customer[column]) for column in ("state", "country")
+            )
+            if language_ok and region_ok:
+                return ",".join(f"{k}={variant[k]}" for k in shape)
+    return "default"
+
+
+KEYS = st.sampled_from(["es", "EN", "CA", "ca", "US", "fr"])
+
+
+@given(
+    variants=st.lists(
+        st.fixed_dictionaries({}, optional={"language": KEYS, "region": KEYS}).filter(bool),
+        max_size=5,
+        unique_by=lambda v: (v.get("language", "").casefold(), v.get("region", "").casefold()),
+    ),
+    people=st.lists(
+        st.fixed_dictionaries(
+            {"language": KEYS | st.none(), "state": KEYS | st.none(), "country": KEYS | st.none()}
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_variant_choice_matches_reference(
+    variants: list[dict[str, str]], people: list[dict[str, str | None]]
+) -> None:
+    entry = {"channel": "sms", "text": "default", "variant": [{**v, "text": "v"} for v in variants]}
+    treatments = load_treatments({"t": entry}, source=SOURCE)
+    customers = pa.Table.from_pylist(
+        [{"customer_id": i, **person} for i, person in enumerate(people)],
+        schema=pa.schema(
+            [("customer_id", pa.int64())]
+            + [(c, pa.string()) for c in ("language", "state", "country")]
+        ),
+    )
+    out = render(decisions_for(list(range(len(people))), "t", "sms"), customers, treatments)
+    assert out.column("variant").to_pylist() == [chosen_variant(variants, p) for p in people]

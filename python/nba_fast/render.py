@@ -171,19 +171,24 @@ def make_environment() -> jinja2.Environment:
     Immutable sandbox (templates cannot reach Python internals nor mutate values); an unknown
     variable is an error, not an empty string; a NULL (None) prints as an empty string; no HTML
     autoescaping (the sender's own templating escapes if it needs to); ``trim_blocks`` and
-    ``lstrip_blocks`` so that ``{% if %}`` lines leave no blank lines.
+    ``lstrip_blocks`` so that ``{% if %}`` lines leave no blank lines. The ``random`` filter and
+    the ``lipsum`` global are removed: a run repeated after a crash must render the same
+    messages (an A/B split belongs in a customer column).
 
     Example:
         >>> make_environment().from_string("Hi {{ name }}!").render(name=None)
         'Hi !'
     """
-    return ImmutableSandboxedEnvironment(
+    environment = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         finalize=_finalize,
         autoescape=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    del environment.filters["random"]
+    del environment.globals["lipsum"]
+    return environment
 
 
 def _finalize(value: Any) -> Any:
@@ -477,7 +482,7 @@ def _treatment_names(decisions: pa.Table, treatment_of: Mapping[str, str] | None
     """The treatment name of each decision (NULL: none)."""
     if "treatment" in decisions.column_names:
         names = decisions.column("treatment")
-        if not (pa.types.is_string(names.type) or pa.types.is_large_string(names.type)):
+        if _id_kind(names.type) != "string" and not pa.types.is_null(names.type):
             raise SchemaError(f"decisions: column 'treatment' must be strings, got {names.type}")
         base = names.cast(pa.string()).combine_chunks()
     elif treatment_of is None:
@@ -549,6 +554,12 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
         wanted, ids = wanted.cast(common), ids.cast(common)
     except pa.ArrowInvalid as err:
         raise SchemaError(f"customer_id: {err}") from err
+    if kinds[0] == "integer" and not ids.null_count and not wanted.null_count:
+        rows = _sorted_lookup(
+            np.asarray(ids.to_numpy(), dtype=np.int64), np.asarray(wanted.to_numpy(), np.int64)
+        )
+        if rows is not None:
+            return rows
     found = pc.index_in(wanted, value_set=ids.combine_chunks())
     if found.null_count:
         first = pc.index(pc.is_null(found), True).as_py()
@@ -560,6 +571,23 @@ def _customer_rows(decisions: pa.Table, customers: pa.Table) -> _Ints:
         twice = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
         raise DataError(f"customers: customer_id {twice!r} appears more than once")
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _sorted_lookup(ids: _Ints, wanted: _Ints) -> _Ints | None:
+    """Rows of ``wanted`` in strictly increasing ``ids`` (then unique) by binary search; None
+    when the ids are not sorted (the caller hashes instead)."""
+    if len(ids) > 1 and not (ids[1:] > ids[:-1]).all():
+        return None
+    rows = np.searchsorted(ids, wanted)
+    found = (
+        ids[np.minimum(rows, len(ids) - 1)] == wanted if len(ids) else np.zeros(len(wanted), bool)
+    )
+    if not found.all():
+        first = int(np.argmin(found))
+        raise DataError(
+            f"decisions: customer_id {int(wanted[first])!r} (row {first}) is not in customers"
+        )
+    return rows.astype(np.int64)
 
 
 def _id_kind(kind: pa.DataType) -> str | None:
@@ -711,12 +739,13 @@ class _Compiled:
 
     def render(self, context: _Context) -> pa.Array:
         """The template rendered for every row of ``context`` (a string array)."""
-        if self.residual is None or not self._sentinels_safe(context):
+        if self.residual is None:
             return _per_distinct(self.template, sorted(self.variables), context)
         groups, first = _groups([context.column(n) for n in self.residual_variables], context.rows)
         # Each group renders twice, with two disjoint sets of sentinels: a private-use character
-        # the template makes itself ("%c" % 57344, a "\\ue000" escape) cannot match both, so
-        # the splits differ and the template falls back to whole renders.
+        # that the template makes itself ("%c" % 57344, a "\\ue000" escape) or that the data
+        # it prints holds cannot sit where both sets' sentinels do, so the splits differ and the
+        # template falls back to whole renders.
         count = len(self.slots)
         twins = (self.sentinels[:count], self.sentinels[count:])
         layouts = []
@@ -737,25 +766,6 @@ class _Compiled:
             layouts.append(splits[0])
         slot_values = [_slot_values(slot, context) for slot in self.slots]
         return _assemble(layouts, groups, slot_values, context.rows)
-
-    def _sentinels_safe(self, context: _Context) -> bool:
-        """Whether no value the residual template prints can contain a sentinel."""
-        for name in self.residual_variables:
-            column = context.column(name)
-            kind = column.type
-            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-                if pc.any(pc.match_substring_regex(column, "[\ue000-\uf8ff]")).as_py():
-                    return False
-            elif not (
-                pa.types.is_integer(kind)
-                or pa.types.is_floating(kind)
-                or pa.types.is_boolean(kind)
-                or pa.types.is_temporal(kind)
-                or pa.types.is_decimal(kind)
-                or pa.types.is_null(kind)
-            ):
-                return False
-        return True
 
 
 @functools.lru_cache(maxsize=512)

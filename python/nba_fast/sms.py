@@ -179,12 +179,11 @@ def sms_layout(texts: Any) -> SmsLayout:
 
     # A wide character (two units: escape + extension in GSM-7, a surrogate pair in UCS-2) is
     # rare; the parts are packed from their positions alone.
-    extension_at = text.special[text.special_class == 1]
-    in_gsm_row = gsm[np.searchsorted(offsets, extension_at, side="right") - 1]
-    wide = _merge(extension_at[in_gsm_row], text.special[text.special_class == 3])
+    in_gsm_row = _in_rows(text.special, offsets, gsm)
+    wide = text.special_char[np.where(in_gsm_row, text.special_class == 1, text.special_class == 3)]
     char_starts = np.zeros(rows + 1, dtype=np.int64)
     np.cumsum(chars, out=char_starts[1:])
-    parts, boundaries = _pack(text.char_index(wide), char_starts, np.flatnonzero(multi), part)
+    parts, boundaries = _pack(wide, char_starts, np.flatnonzero(multi), part)
     segments[multi] = parts
     split = _links_split(text, multi, boundaries)
 
@@ -197,11 +196,21 @@ def sms_layout(texts: Any) -> SmsLayout:
     )
 
 
-def _merge(first: _Ints, second: _Ints) -> _Ints:
-    """The union of two sorted, disjoint position arrays, sorted (one is usually empty)."""
-    if not len(first) or not len(second):
-        return first if len(first) else second
-    return np.sort(np.concatenate([first, second]), kind="stable")
+def _in_rows(positions: _Ints, offsets: _Ints, flagged: _Bools) -> _Bools:
+    """For each sorted byte position, whether its row is ``flagged``.
+
+    Marks the byte ranges of the minority kind of row (usually none) rather than searching the
+    row of every position.
+    """
+    if flagged.all() or not flagged.any():
+        return np.full(len(positions), bool(flagged.all()))
+    minority = np.flatnonzero(~flagged if flagged.mean() >= 0.5 else flagged)
+    low = np.searchsorted(positions, offsets[minority])
+    high = np.searchsorted(positions, offsets[minority + 1])
+    depth = np.bincount(low, minlength=len(positions) + 1)
+    depth -= np.bincount(high, minlength=len(positions) + 1)
+    inside = np.cumsum(depth)[:-1] > 0
+    return ~inside if flagged.mean() >= 0.5 else inside
 
 
 def _per_row(positions: _Ints, offsets: _Ints) -> _Ints:
@@ -214,7 +223,7 @@ class _Text:
 
     ``special`` holds the byte positions of the characters other than an ASCII GSM-7 basic one
     and ``special_class`` their kind: 1 extension, 2 not GSM-7 (in the BMP), 3 astral;
-    ``colons`` the positions of the colons.
+    ``special_char`` their character indices; ``colons`` the positions of the colons.
     """
 
     def __init__(self, data: _Bytes, offsets: _Ints) -> None:
@@ -231,13 +240,20 @@ class _Text:
         kind = np.concatenate(kinds).astype(np.int8)
         self.colons = special[kind == 4]
         special, kind = special[kind != 4], kind[kind != 4]
-        leads = special[kind == 3]
+        kind_is_lead = kind == 3
+        leads = special[kind_is_lead]
         codes, widths = _decode_at(data, leads)
         decoded = np.where(codes >= _BMP, 3, _CLASS[np.minimum(codes, _BMP - 1)])
         kind[kind == 3] = decoded
+        # Character index = byte position - continuation bytes before it, summed along the
+        # specials (every multi-byte character is one of them) rather than searched.
+        extra = np.zeros(len(special) + 1, dtype=np.int64)
+        extra[1:][kind_is_lead] = widths - 1
+        np.cumsum(extra, out=extra)
         # A non-ASCII basic character (é, Δ, ...) is not rare enough to keep.
         keep = kind > 0
         self.special, self.special_class = special[keep], kind[keep]
+        self.special_char = (special - extra[:-1])[keep]
         self.leads = leads
         self.unicode_spaces = leads[_SPACE[np.minimum(codes, _BMP - 1)]]
         self.continuations = np.zeros(len(leads) + 1, dtype=np.int64)
