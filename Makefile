@@ -73,8 +73,8 @@ test-rust: ## cargo test -p nba_core (the pure-Rust core; no Python needed)
 test-python: build ## pytest over tests/ (PYTEST_ARGS='-m slow' for the slow ones)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: build ## Build, then run examples/quickstart.py (100,000 customers; DEMO_ARGS=...)
-	$(PY) examples/quickstart.py $(DEMO_ARGS)
+demo: build ## Build, then run `nba-fast demo`: the U+ Bank story into SQLite (DEMO_ARGS=...)
+	$(PY) -m nba_fast demo $(DEMO_ARGS)
 
 bench: build-release ## Release build, then bench/bench_decide.py (1M x 10) and bench/bench_policies.py (2M, 20M events)
 	$(PY) bench/bench_decide.py $(BENCH_ARGS)
