@@ -5,7 +5,14 @@ import importlib
 
 import pytest
 
-MODULES = ["nba_fast", "nba_fast.api", "nba_fast.config", "nba_fast.render", "nba_fast.sms"]
+MODULES = [
+    "nba_fast",
+    "nba_fast.api",
+    "nba_fast.config",
+    "nba_fast.render",
+    "nba_fast.sms",
+    "nba_fast.templating",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
