@@ -14,6 +14,7 @@ MODULES = [
     "nba_fast.campaign",
     "nba_fast.store",
     "nba_fast.demo_data",
+    "nba_fast.templating",
 ]
 
 

@@ -265,20 +265,20 @@ class _Text:
 
 
 def _decode_at(data: _Bytes, leads: _Ints) -> tuple[_Ints, _Ints]:
-    """Code points and byte widths of the valid UTF-8 characters starting at ``leads``."""
-    first = data[leads].astype(np.int64)
-    widths = 1 + (first >= 0xC0) + (first >= 0xE0) + (first >= 0xF0)
-    codes = np.where(widths == 1, first, np.where(widths == 2, first & 0x1F, 0))
-    codes = np.where(widths == 3, first & 0x0F, codes)
-    codes = np.where(widths == 4, first & 0x07, codes)
+    """Code points and byte widths of the valid UTF-8 multi-byte characters starting at ``leads``
+    (lead bytes >= 0xC0)."""
+    first = data[leads].astype(np.int32)
+    widths = 2 + (first >= 0xE0).astype(np.int32) + (first >= 0xF0)
+    # The lead keeps 7 - width bits: 0x1F, 0x0F, 0x07 for widths 2, 3, 4.
+    codes = first & (0x7F >> widths)
     last = len(data) - 1
     for step in (1, 2, 3):
         more = widths > step
         if not more.any():
             break
-        follow = data[np.minimum(leads + step, last)].astype(np.int64) & 0x3F
-        codes = np.where(more, (codes << 6) | follow, codes)
-    return codes, widths
+        follow = data[np.minimum(leads[more] + step, last)].astype(np.int32) & 0x3F
+        codes[more] = (codes[more] << 6) | follow
+    return codes.astype(np.int64), widths.astype(np.int64)
 
 
 def _large_strings(texts: Any) -> pa.Array:
