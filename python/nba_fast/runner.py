@@ -11,6 +11,8 @@ database's run lock (`nba_fast.store.Store.transaction`):
    events are seen and its customers are not sent to twice), decide, render, write every
    ``action_details`` row and every ``pending`` event, and mark the run ``committed``, all in
    one transaction. A crash anywhere before its COMMIT leaves none of it; after, all of it.
+   A run that fails with an error (bad data, a refused write) also deletes the claim it made,
+   so that a rerun once fixed is a fresh run at its own ``now``.
 
 The primary key of ``action_details`` and the unique key of ``interaction_history`` (both with
 ``run_id``) are the last line of defence: a bug that tried to write a run twice would fail, not
@@ -40,7 +42,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from nba_fast._core import DataError, NbaFastError, SchemaError
+from nba_fast._core import DataError, NbaFastError, RuleError, SchemaError
 from nba_fast.api import Engine
 from nba_fast.campaign import Campaign, InputSource, load_campaign
 from nba_fast.render import TemplateError, check_columns, load_treatments, render
@@ -189,13 +191,16 @@ def run_campaign(
     timings: dict[str, float] = {}
 
     treatments = load_treatments(campaign.treatments, source=str(campaign.path))
-    engine = Engine(
-        campaign.actions,
-        policies=campaign.policies,
-        caps=campaign.caps,
-        allocation=campaign.allocation,
-        max_per_customer=campaign.max_per_customer,
-    )
+    try:
+        engine = Engine(
+            campaign.actions,
+            policies=campaign.policies,
+            caps=campaign.caps,
+            allocation=campaign.allocation,
+            max_per_customer=campaign.max_per_customer,
+        )
+    except RuleError as err:
+        raise RuleError(f"{campaign.path}: {err}") from err
     needs_sql = any(s is not None and s.sql is not None for s in _sources(campaign))
     dry_without_db = dry_run and url.startswith("sqlite:///") and not needs_sql
     dry_without_db = dry_without_db and not Path(url[len("sqlite:///") :]).exists()
@@ -220,13 +225,19 @@ def run_campaign(
             if campaign.policies and store is not None and store.table_exists("runs"):
                 since = now - timedelta(days=campaign.history_horizon_days())
                 history = store.read_history(since, id_type)
-            result = engine.decide(
-                customers,
-                propensities=propensities,
-                history=history,
-                do_not_contact=do_not_contact,
-                now=now,
-            )
+            try:
+                result = engine.decide(
+                    customers,
+                    propensities=propensities,
+                    history=history,
+                    do_not_contact=do_not_contact,
+                    now=now,
+                )
+            except (DataError, SchemaError, RuleError) as err:
+                named = _name_culprit(err, campaign)
+                if named is None:
+                    raise
+                raise named from err
             timings["decide"] = time.perf_counter() - started
             report("decide", 1, 1)
             _pause("decided")
@@ -255,36 +266,48 @@ def run_campaign(
                 now = claimed["now"]
         if claimed is not None and claimed["status"] == "committed":
             return _already(base, claimed, customers.num_rows)
+        inserted = claimed is None  # this call's claim, released if the run fails
         _pause("claimed")
 
-        with store.transaction():
-            current = store.run(run_id)
-            if current is not None and current["status"] == "committed":  # a concurrent twin
-                return _already(base, current, customers.num_rows)
-            result, details = decide(store, now)
-            started = time.perf_counter()
-            events = _history_events(details, run_id, now, id_type)
-            total = details.num_rows + events.num_rows
-            report("write", 0, total)
-            written = store.ingest(
-                "action_details", details, progress=lambda n: report("write", n, total)
-            )
-            _pause("mid_write")
-            store.ingest(
-                "interaction_history",
-                events,
-                progress=lambda n: report("write", written + n, total),
-            )
-            funnel_json = json.dumps(
-                [[r["stage"], r["action_id"], r["count"]] for r in result.funnel.to_pylist()]
-            )
-            store.finish_run(
-                run_id,
-                customers=customers.num_rows,
-                decisions=details.num_rows,
-                funnel=funnel_json,
-            )
-            _pause("before_commit")
+        try:
+            with store.transaction():
+                current = store.run(run_id)
+                if current is None:  # a failed twin released the claim: claim it again
+                    store.insert_run(run_id, campaign.name, now)
+                    inserted = True
+                elif current["status"] == "committed":  # a concurrent twin
+                    return _already(base, current, customers.num_rows)
+                result, details = decide(store, now)
+                started = time.perf_counter()
+                events = _history_events(details, run_id, now, id_type)
+                total = details.num_rows + events.num_rows
+                report("write", 0, total)
+                written = store.ingest(
+                    "action_details", details, progress=lambda n: report("write", n, total)
+                )
+                _pause("mid_write")
+                store.ingest(
+                    "interaction_history",
+                    events,
+                    progress=lambda n: report("write", written + n, total),
+                )
+                funnel_json = json.dumps(
+                    [[r["stage"], r["action_id"], r["count"]] for r in result.funnel.to_pylist()]
+                )
+                store.finish_run(
+                    run_id,
+                    customers=customers.num_rows,
+                    decisions=details.num_rows,
+                    funnel=funnel_json,
+                )
+                _pause("before_commit")
+        except Exception:
+            # Nothing of the run was written (the transaction rolled back). A claim this call
+            # made goes too: the run failed, it did not die, so a rerun is a fresh run (its own
+            # now, no run-id conflict). A claim of a killed attempt stays: it keeps that now.
+            if inserted:
+                store.release_run(run_id)
+            raise
         timings["write"] = time.perf_counter() - started
         done = _report(base, now, "committed", customers, result.funnel, details, timings)
         return dataclasses.replace(
@@ -357,6 +380,20 @@ def _campaign_propensities(
     keep = pc.is_in(propensities.column("action_id").cast(pa.string()), value_set=ids)
     kept = propensities.filter(keep)
     return kept, propensities.num_rows - kept.num_rows
+
+
+def _name_culprit(err: NbaFastError, campaign: Campaign) -> NbaFastError | None:
+    """`err` of the engine with the file at fault leading its message, or None if unknown.
+
+    The engine names its argument (``customers: ...``) or the action whose rule fails; the
+    user needs the input file, or the campaign file."""
+    text = str(err)
+    for source in _sources(campaign):
+        if source is not None and text.startswith(source.field.removeprefix("inputs.") + ":"):
+            return type(err)(f"{source.describe()}: {text}")
+    if isinstance(err, RuleError):
+        return RuleError(f"{campaign.path}: {text}")
+    return None
 
 
 def _check_same_run(claimed: dict[str, Any], campaign: str, now: datetime | None) -> None:

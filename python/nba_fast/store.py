@@ -464,6 +464,17 @@ class Store:
             purpose="record the run",
         )
 
+    def release_run(self, run_id: str) -> None:
+        """Deletes the claim of a run that failed before writing anything (a ``running`` row;
+        a ``committed`` one stays). Best effort: if the database is gone, the claim stays, as
+        after a kill, and a rerun redoes the run."""
+        with suppress(DatabaseError), self.transaction():
+            self.execute(
+                f"DELETE FROM runs WHERE run_id = {self.param(1)} AND status = 'running'",
+                [run_id],
+                purpose="release the run's claim",
+            )
+
     def read_history(self, since: datetime | None, customer_id_type: pa.DataType) -> pa.Table:
         """The interaction history after `since` (all of it for None), typed for the engine."""
         columns = ", ".join(_quote(f.name) for f in HISTORY_SCHEMA if f.name != "run_id")

@@ -1,0 +1,71 @@
+"""A run that fails (bad data, a rule on a missing column, a refused write) leaves the database
+as it found it: no rows, and no ``running`` claim that would pin a later run to its ``now`` or
+make it a run-id conflict. Its error names the input file or the campaign file."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from nba_fast import DataError, RuleError
+from nba_fast.cli import main
+from nba_fast.runner import run_campaign
+from nba_fast.store import Store
+
+from tests.runner.conftest import CAMPAIGN, NOW, table_rows
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    with Store(url) as store:
+        if not store.table_exists("runs"):
+            return (0, 0, 0)
+        tables = ("runs", "action_details", "interaction_history")
+        runs, details, history = (store.count(name) for name in tables)
+    return runs, details, history
+
+
+def test_a_data_error_leaves_no_claim(campaign: Path, db_url: str) -> None:
+    path = campaign.parent / "customers.parquet"
+    customers = pq.read_table(path)
+    pq.write_table(pa.concat_tables([customers, customers.slice(3, 1)]), path)
+    with pytest.raises(DataError, match=r"customers\.parquet.*appears more than once"):
+        run_campaign(campaign, db=db_url, now=NOW, run_id="r1")
+    assert _counts(db_url) == (0, 0, 0)
+
+    # Fixed, the run goes ahead at its own (later) now: no conflict, no redo of the failure.
+    pq.write_table(customers, path)
+    later = NOW + timedelta(hours=3)
+    report = run_campaign(campaign, db=db_url, now=later, run_id="r1")
+    assert (report.status, report.resumed, report.now) == ("committed", False, later)
+    [run] = table_rows(db_url, "SELECT run_id, status FROM runs")
+    assert run == {"run_id": "r1", "status": "committed"}
+
+
+def test_a_rule_error_names_the_campaign_file_and_leaves_no_claim(
+    campaign: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    campaign.write_text(CAMPAIGN.replace("credit_score >= 700", "shoe_size >= 7"))
+    with pytest.raises(RuleError, match=rf"^{re.escape(str(campaign))}: .*shoe_size"):
+        run_campaign(campaign, db=sqlite_url, now=NOW)
+    assert _counts(sqlite_url) == (0, 0, 0)
+    code = main(["run", str(campaign), "--db", sqlite_url])
+    assert code == 3
+    assert f"campaign error: {campaign}: " in capsys.readouterr().err
+
+
+def test_a_redone_run_that_fails_keeps_its_claim(campaign: Path, sqlite_url: str) -> None:
+    # A claim left by a killed attempt is not this call's to release: it keeps its now.
+    with Store(sqlite_url) as store, store.transaction():
+        store.create_tables(pa.int64())
+        store.insert_run("r1", "test-cards", NOW)
+    path = campaign.parent / "customers.parquet"
+    customers = pq.read_table(path)
+    pq.write_table(pa.concat_tables([customers, customers.slice(0, 1)]), path)
+    with pytest.raises(DataError):
+        run_campaign(campaign, db=sqlite_url, run_id="r1")
+    [run] = table_rows(sqlite_url, "SELECT run_id, status FROM runs")
+    assert run == {"run_id": "r1", "status": "running"}
