@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from nba_fast import DataError, RuleError
 from nba_fast.cli import main
-from nba_fast.runner import run_campaign
+from nba_fast.runner import PAUSE_ENV, run_campaign
 from nba_fast.store import Store
 
-from tests.runner.conftest import CAMPAIGN, NOW, table_rows
+from tests.runner.conftest import CAMPAIGN, NOW, start, table_rows, wait_for_pause
 
 
 def _counts(url: str) -> tuple[int, int, int]:
@@ -69,3 +69,21 @@ def test_a_redone_run_that_fails_keeps_its_claim(campaign: Path, sqlite_url: str
         run_campaign(campaign, db=sqlite_url, run_id="r1")
     [run] = table_rows(sqlite_url, "SELECT run_id, status FROM runs")
     assert run == {"run_id": "r1", "status": "running"}
+
+
+def test_a_twin_whose_claim_was_released_claims_again(campaign: Path, sqlite_url: str) -> None:
+    # The claim vanishes between this run's claim and its write (a failing twin released it):
+    # the run records itself again, so its rows never lack their runs row.
+    process = start(
+        ["run", str(campaign), "--db", sqlite_url, "--now", NOW.isoformat(), "--run-id", "r1"],
+        **{PAUSE_ENV: "claimed", "NBA_FAST_TEST_PAUSE_SECONDS": "2"},
+    )
+    wait_for_pause(process, "claimed")
+    with Store(sqlite_url) as store, store.transaction():
+        store.execute("DELETE FROM runs")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    [run] = table_rows(sqlite_url, "SELECT run_id, status, decisions FROM runs")
+    written = len(table_rows(sqlite_url, "SELECT run_id FROM action_details"))
+    assert run == {"run_id": "r1", "status": "committed", "decisions": written}
+    assert written > 0
