@@ -139,7 +139,10 @@ def redact(url: str) -> str:
         >>> redact("postgresql://ann:secret@db.example.com/nba")
         'postgresql://ann:***@db.example.com/nba'
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (e.g. an unclosed '['): hide what could be a password
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
@@ -202,7 +205,8 @@ class Store:
                     "postgresql://USER@HOST/DB"
                 )
         except adbc_dbapi.Error as err:
-            raise DatabaseError(f"{self.where}: cannot open the database: {err}") from err
+            said = str(err).replace(url, self.where)  # libpq quotes a URL it cannot parse
+            raise DatabaseError(f"{self.where}: cannot open the database: {said}") from err
 
     def close(self) -> None:
         """Closes the connection (an open transaction rolls back)."""

@@ -97,3 +97,12 @@ def test_bad_urls(tmp_path: object) -> None:
     with pytest.raises(DatabaseError, match=r"postgresql://ann:\*\*\*@127\.0\.0\.1:1/x"):
         Store("postgresql://ann:secret@127.0.0.1:1/x")
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_a_malformed_url_is_a_database_error() -> None:
+    # urllib cannot split these; the message must still hide the password.
+    for url in ("postgresql://ann:secret@[::1/x", "postgresql://[bad"):
+        with pytest.raises(DatabaseError) as info:
+            Store(url)
+        assert "secret" not in str(info.value)
+    assert redact("postgresql://ann:secret@[::1/x") == "postgresql://ann:***@[::1/x"
