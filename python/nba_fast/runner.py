@@ -169,7 +169,9 @@ def run_campaign(
         now: the decision time (naive = UTC); default: the current time, or for a run that
             was claimed but not finished, the time it recorded.
         run_id: the run's id; default ``CAMPAIGN-YYYY-MM-DD`` of `now`.
-        dry_run: decide and render, but write nothing (the database is only read).
+        dry_run: decide and render, but write nothing (the database is only read), as
+            running the run would: a run already claimed at its recorded now, a committed
+            one not at all (``already_committed``), another ``now`` a `RunConflictError`.
         progress: called with ``(stage, done, total)`` as the run advances.
 
     Returns:
@@ -249,7 +251,15 @@ def run_campaign(
             return result, details
 
         base = (run_id, campaign.name, redact(url))
-        if dry_run:
+        if dry_run:  # decide as running the run would: at a claimed run's now, or not at all
+            claimed = None
+            if store is not None and store.table_exists("runs"):
+                claimed = store.run(run_id)
+            if claimed is not None:
+                _check_same_run(claimed, campaign.name, now if explicit_now else None)
+                if claimed["status"] == "committed":
+                    return _already(base, claimed, customers.num_rows)
+                now = claimed["now"]
             result, details = decide(store, now)
             done = _report(base, now, "dry_run", customers, result.funnel, details, timings)
             return dataclasses.replace(done, ignored_propensities=ignored)
