@@ -266,7 +266,7 @@ def run_campaign(
 
         assert store is not None
         with store.transaction():
-            store.create_tables(id_type)
+            store.create_tables(id_type, ids_from=campaign.customers.describe())
             claimed = store.run(run_id)
             resumed = claimed is not None
             if claimed is None:

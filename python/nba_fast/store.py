@@ -33,7 +33,7 @@ import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba_fast._core import DataError, NbaFastError
+from nba_fast._core import DataError, NbaFastError, SchemaError
 
 __all__ = [
     "ACTION_DETAILS_SCHEMA",
@@ -147,6 +147,12 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _is_text_type(declared: str) -> bool:
+    """Whether a declared SQL column type holds text (SQLite's affinity rules, which also fit
+    PostgreSQL's type names: text, character varying, ...)."""
+    return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
 
 
 def _quote(name: str) -> str:
@@ -404,9 +410,14 @@ class Store:
         found = self.query(sql, [name], purpose="look for tables").column(0).to_pylist()
         return bool(found[0])
 
-    def create_tables(self, customer_id_type: pa.DataType) -> None:
+    def create_tables(self, customer_id_type: pa.DataType, *, ids_from: str = "customers") -> None:
         """Creates ``runs``, ``action_details`` and ``interaction_history`` where absent;
-        ``customer_id`` is BIGINT or TEXT as the customers' ids are."""
+        ``customer_id`` is BIGINT or TEXT as the customers' ids are.
+
+        Raises:
+            SchemaError: a table already holds ids of the other kind (integers vs strings);
+                the message names the table and `ids_from`, where the ids come from.
+        """
         id_sql = "TEXT" if pa.types.is_string(customer_id_type) else "BIGINT"
         for name, schema in _SCHEMAS.items():
             columns = []
@@ -423,6 +434,28 @@ class Store:
             'ON interaction_history ("timestamp")',
             purpose="index interaction_history",
         )
+        for name in ("action_details", "interaction_history"):
+            declared = self._customer_id_sql_type(name)
+            if _is_text_type(declared) != (id_sql == "TEXT"):
+                kind = "strings" if id_sql == "TEXT" else "integers"
+                raise SchemaError(
+                    f"{self.where}: table {name} stores customer_id as {declared}, but the "
+                    f"ids of {ids_from} are {kind}: use ids of the table's kind, or another "
+                    "database"
+                )
+
+    def _customer_id_sql_type(self, table_name: str) -> str:
+        """The declared SQL type of `table_name`'s ``customer_id`` column, upper case."""
+        if self.dialect == "sqlite":
+            sql = "SELECT type FROM pragma_table_info(?) WHERE name = 'customer_id'"
+        else:
+            sql = (
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = $1 AND column_name = 'customer_id'"
+            )
+        found = self.query(sql, [table_name], purpose=f"read the columns of {table_name}")
+        values = found.column(0).to_pylist()
+        return str(values[0]).upper() if values else "TEXT"
 
     def _sql_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_timestamp(data_type):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from nba_fast import DataError, RuleError
+from nba_fast import DataError, RuleError, SchemaError
 from nba_fast.cli import main
 from nba_fast.runner import PAUSE_ENV, run_campaign
 from nba_fast.store import Store
@@ -87,3 +87,20 @@ def test_a_twin_whose_claim_was_released_claims_again(campaign: Path, sqlite_url
     written = len(table_rows(sqlite_url, "SELECT run_id FROM action_details"))
     assert run == {"run_id": "r1", "status": "committed", "decisions": written}
     assert written > 0
+
+
+def test_customer_ids_of_another_kind_than_the_tables_are_refused(
+    campaign: Path, db_url: str
+) -> None:
+    # The tables hold integer ids; a campaign with string ids would fail in PostgreSQL's COPY
+    # with a cryptic message, and SQLite would store "007" as the integer 7, so a contact
+    # policy would no longer find the customer's events.
+    first = run_campaign(campaign, db=db_url, now=NOW, run_id="ints")
+    for name in ("customers", "propensities"):
+        path = campaign.parent / f"{name}.parquet"
+        table = pq.read_table(path)
+        ids = pa.array([f"{i:03d}" for i in table.column("customer_id").to_pylist()])
+        pq.write_table(table.set_column(0, "customer_id", ids), path)
+    with pytest.raises(SchemaError, match=r"action_details.*customer_id.*customers\.parquet"):
+        run_campaign(campaign, db=db_url, now=NOW, run_id="strings")
+    assert _counts(db_url) == (1, first.written, first.written)
