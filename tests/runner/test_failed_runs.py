@@ -14,7 +14,7 @@ import pytest
 from nba_fast import DataError, RuleError, SchemaError
 from nba_fast.cli import main
 from nba_fast.runner import PAUSE_ENV, run_campaign
-from nba_fast.store import Store
+from nba_fast.store import DatabaseError, Store
 
 from tests.runner.conftest import CAMPAIGN, NOW, start, table_rows, wait_for_pause
 
@@ -104,3 +104,14 @@ def test_customer_ids_of_another_kind_than_the_tables_are_refused(
     with pytest.raises(SchemaError, match=r"action_details.*customer_id.*customers\.parquet"):
         run_campaign(campaign, db=db_url, now=NOW, run_id="strings")
     assert _counts(db_url) == (1, first.written, first.written)
+
+
+def test_a_refused_write_leaves_nothing(campaign: Path, db_url: str) -> None:
+    # The sender added a NOT NULL column the runner does not fill: the COPY / INSERT of
+    # action_details fails inside the run's transaction. Typed, and nothing stays behind.
+    with Store(db_url) as store, store.transaction():
+        store.create_tables(pa.int64())
+        store.execute("ALTER TABLE action_details ADD COLUMN sender_batch BIGINT NOT NULL")
+    with pytest.raises(DatabaseError, match="cannot write action_details"):
+        run_campaign(campaign, db=db_url, now=NOW, run_id="r1")
+    assert _counts(db_url) == (0, 0, 0)
