@@ -245,7 +245,10 @@ def run_campaign(
             _pause("decided")
             started = time.perf_counter()
             report("render", 0, 1)
-            details = _action_details(result.decisions, customers, treatments, run_id, now)
+            try:
+                details = _action_details(result.decisions, customers, treatments, run_id, now)
+            except TemplateError as err:
+                raise TemplateError(f"{campaign.path}: {err}") from err
             timings["render"] = time.perf_counter() - started
             report("render", 1, 1)
             return result, details

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from nba_fast import DataError, RuleError, SchemaError
 from nba_fast.cli import main
+from nba_fast.render import TemplateError
 from nba_fast.runner import PAUSE_ENV, run_campaign
 from nba_fast.store import DatabaseError, Store
 
@@ -115,3 +116,14 @@ def test_a_refused_write_leaves_nothing(campaign: Path, db_url: str) -> None:
     with pytest.raises(DatabaseError, match="cannot write action_details"):
         run_campaign(campaign, db=db_url, now=NOW, run_id="r1")
     assert _counts(db_url) == (0, 0, 0)
+
+
+def test_a_template_error_while_rendering_names_the_campaign_file(
+    campaign: Path, sqlite_url: str
+) -> None:
+    campaign.write_text(
+        CAMPAIGN.replace("the Gold Card", "{{ 1 // (credit_score - credit_score) }}")
+    )
+    with pytest.raises(TemplateError, match=rf"^{re.escape(str(campaign))}: treatment 'Gold"):
+        run_campaign(campaign, db=sqlite_url, now=NOW)
+    assert _counts(sqlite_url) == (0, 0, 0)
