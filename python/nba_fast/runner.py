@@ -369,10 +369,15 @@ def _read_inputs(
                 f"strings, got {id_type}"
             )
     elif pa.types.is_integer(id_type) and id_type != pa.int64():
+        try:
+            ids = customers.column("customer_id").cast(pa.int64())
+        except pa.ArrowInvalid as err:  # uint64 beyond the int64 range
+            raise DataError(
+                f"{campaign.customers.describe()}: column 'customer_id' ({id_type}) holds ids "
+                f"beyond the 64-bit signed range the database stores: {err}"
+            ) from err
         customers = customers.set_column(
-            customers.column_names.index("customer_id"),
-            "customer_id",
-            customers.column("customer_id").cast(pa.int64()),
+            customers.column_names.index("customer_id"), "customer_id", ids
         )
     propensities = None
     if campaign.propensities is not None:

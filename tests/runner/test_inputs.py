@@ -60,3 +60,15 @@ def test_unreadable_and_wrong_inputs(campaign: Path, sqlite_url: str) -> None:
     pq.write_table(customers.drop_columns(["customer_id"]), campaign.parent / "customers.parquet")
     with pytest.raises(SchemaError, match=r"customers\.parquet: customers need a 'customer_id'"):
         run_campaign(campaign, db=sqlite_url, now=NOW)
+
+
+def test_unsigned_ids_beyond_int64_are_a_data_error(campaign: Path, sqlite_url: str) -> None:
+    path = campaign.parent / "customers.parquet"
+    customers = pq.read_table(path)
+    ids = customers.column("customer_id").cast(pa.uint64()).to_pylist()
+    ids[0] = 2**64 - 5
+    pq.write_table(customers.set_column(0, "customer_id", pa.array(ids, pa.uint64())), path)
+    with pytest.raises(
+        DataError, match=r"customers\.parquet: column 'customer_id'.*18446744073709551611"
+    ):
+        run_campaign(campaign, db=sqlite_url, now=NOW)
