@@ -129,12 +129,12 @@ def read_input(source: InputSource, store: Store | None) -> pa.Table:
 
     Raises:
         DataError: the file cannot be read as its format; the message names the file.
-        DatabaseError: the query fails.
+        DatabaseError: the query fails, or tries to write (it runs read-only).
     """
     if source.sql is not None:
         if store is None:
             raise DataError(f"{source.field}: a SQL input needs a database")
-        return store.query(source.sql, purpose=f"read {source.field} ({source.sql!r})")
+        return store.read_only_query(source.sql, purpose=f"read {source.field} ({source.sql!r})")
     path = source.path
     assert path is not None
     try:

@@ -288,6 +288,32 @@ class Store:
             table = self._cast(table, schema, purpose)
         return table
 
+    def read_only_query(self, sql: str, *, purpose: str = "query") -> pa.Table:
+        """Runs a query that must not change the database (a campaign's input query: campaign
+        files are edited by users who are not trusted with the database): SQLite's
+        ``query_only``, PostgreSQL's ``READ ONLY`` transaction refuse any write.
+
+        Raises:
+            DatabaseError: the query fails, or tries to write.
+        """
+        if self._in_transaction:
+            raise RuntimeError("read_only_query runs outside a transaction")
+        if self.dialect == "sqlite":
+            self.execute("PRAGMA query_only = ON", purpose="make the connection read-only")
+            try:
+                return self.query(sql, purpose=purpose)
+            finally:
+                self.execute("PRAGMA query_only = OFF", purpose="make the connection writable")
+        self._in_transaction = True  # one transaction: SET, query, then roll back
+        try:
+            self._conn.rollback()
+            self.execute("SET TRANSACTION READ ONLY", purpose="start a read-only transaction")
+            return self.query(sql, purpose=purpose)
+        finally:
+            self._in_transaction = False
+            with suppress(adbc_dbapi.Error):
+                self._conn.rollback()
+
     def _cast(self, table: pa.Table, schema: pa.Schema, purpose: str) -> pa.Table:
         columns = []
         for target in schema:
