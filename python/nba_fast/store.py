@@ -380,7 +380,8 @@ class Store:
         """`instant` as a query parameter comparable with this database's timestamp columns."""
         instant = instant.astimezone(UTC)
         if self.dialect == "sqlite":
-            return instant.strftime("%Y-%m-%d %H:%M:%S.%fZ")
+            # Not strftime: its %Y does not pad years below 1000 to four digits.
+            return instant.replace(tzinfo=None).isoformat(" ", "microseconds") + "Z"
         return instant
 
     @contextmanager
