@@ -288,8 +288,10 @@ def run_campaign(
                 if current is None:  # a failed twin released the claim: claim it again
                     store.insert_run(run_id, campaign.name, now)
                     inserted = True
-                elif current["status"] == "committed":  # a concurrent twin
-                    return _already(base, current, customers.num_rows)
+                else:  # ours, or a twin's at our now; not another's taken meanwhile
+                    _check_same_run(current, campaign.name, now)
+                    if current["status"] == "committed":  # a concurrent twin
+                        return _already(base, current, customers.num_rows)
                 result, details = decide(store, now)
                 started = time.perf_counter()
                 events = _history_events(details, run_id, now, id_type)
@@ -319,7 +321,7 @@ def run_campaign(
             # made goes too: the run failed, it did not die, so a rerun is a fresh run (its own
             # now, no run-id conflict). A claim of a killed attempt stays: it keeps that now.
             if inserted:
-                store.release_run(run_id)
+                store.release_run(run_id, campaign.name, now)
             raise
         timings["write"] = time.perf_counter() - started
         done = _report(base, now, "committed", customers, result.funnel, details, timings)

@@ -528,14 +528,17 @@ class Store:
             purpose="record the run",
         )
 
-    def release_run(self, run_id: str) -> None:
-        """Deletes the claim of a run that failed before writing anything (a ``running`` row;
-        a ``committed`` one stays). Best effort: if the database is gone, the claim stays, as
-        after a kill, and a rerun redoes the run."""
+    def release_run(self, run_id: str, campaign: str, now: datetime) -> None:
+        """Deletes the claim of a run that failed before writing anything: the ``running``
+        row of `run_id` with this `campaign` and `now` (a ``committed`` row, or a claim
+        another campaign took meanwhile, stays). Best effort: if the database is gone, the
+        claim stays, as after a kill, and a rerun redoes the run."""
+        p = self.param
         with suppress(DatabaseError), self.transaction():
             self.execute(
-                f"DELETE FROM runs WHERE run_id = {self.param(1)} AND status = 'running'",
-                [run_id],
+                f"DELETE FROM runs WHERE run_id = {p(1)} AND status = 'running' "
+                f'AND campaign = {p(2)} AND "now" = {p(3)}',
+                [run_id, campaign, self.timestamp(now)],
                 purpose="release the run's claim",
             )
 

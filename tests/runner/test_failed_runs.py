@@ -127,3 +127,25 @@ def test_a_template_error_while_rendering_names_the_campaign_file(
     with pytest.raises(TemplateError, match=rf"^{re.escape(str(campaign))}: treatment 'Gold"):
         run_campaign(campaign, db=sqlite_url, now=NOW)
     assert _counts(sqlite_url) == (0, 0, 0)
+
+
+def test_a_claim_taken_over_by_another_campaign_meanwhile_is_a_conflict(
+    campaign: Path, sqlite_url: str
+) -> None:
+    # Between this run's claim and its write, its claim was released (a failing twin) and
+    # the run id claimed by another campaign: writing under that claim would file this
+    # campaign's rows as the other's run, and the other run would then find itself done.
+    process = start(
+        ["run", str(campaign), "--db", sqlite_url, "--now", NOW.isoformat(), "--run-id", "r1"],
+        **{PAUSE_ENV: "claimed", "NBA_FAST_TEST_PAUSE_SECONDS": "2"},
+    )
+    wait_for_pause(process, "claimed")
+    with Store(sqlite_url) as store, store.transaction():
+        store.execute("DELETE FROM runs")
+        store.insert_run("r1", "another-campaign", NOW + timedelta(hours=1))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 6, err
+    assert table_rows(sqlite_url, "SELECT run_id, campaign, status FROM runs") == [
+        {"run_id": "r1", "campaign": "another-campaign", "status": "running"}
+    ]
+    assert _counts(sqlite_url)[1:] == (0, 0)
