@@ -216,6 +216,11 @@ def run_campaign(
             check_columns(treatments, customers.schema)
         except TemplateError as err:
             raise TemplateError(f"{campaign.path}: {err}") from err
+        except (DataError, SchemaError) as err:  # the customers lack a column
+            named = _name_culprit(err, campaign)
+            if named is None:
+                raise
+            raise named from err
         id_type = customers.schema.field("customer_id").type
         report("inputs", 1, 1)
         timings["inputs"] = time.perf_counter() - started
@@ -249,6 +254,11 @@ def run_campaign(
                 details = _action_details(result.decisions, customers, treatments, run_id, now)
             except TemplateError as err:
                 raise TemplateError(f"{campaign.path}: {err}") from err
+            except (DataError, SchemaError) as err:
+                named = _name_culprit(err, campaign)
+                if named is None:
+                    raise
+                raise named from err
             timings["render"] = time.perf_counter() - started
             report("render", 1, 1)
             return result, details

@@ -149,3 +149,15 @@ def test_a_claim_taken_over_by_another_campaign_meanwhile_is_a_conflict(
         {"run_id": "r1", "campaign": "another-campaign", "status": "running"}
     ]
     assert _counts(sqlite_url)[1:] == (0, 0)
+
+
+def test_a_variant_column_the_customers_lack_names_the_customers_file(
+    campaign: Path, sqlite_url: str
+) -> None:
+    variant = '\n[[treatment.GoldCardEmail.variant]]\nlanguage = "es"\nsubject = "Hola"\n'
+    campaign.write_text(CAMPAIGN + variant)
+    path = campaign.parent / "customers.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["language"]), path)
+    with pytest.raises(SchemaError, match=rf"^{re.escape(str(path))}: .*'language'"):
+        run_campaign(campaign, db=sqlite_url, now=NOW)
+    assert _counts(sqlite_url) == (0, 0, 0)
