@@ -230,7 +230,10 @@ def run_campaign(
             report("decide", 0, 1)
             history = None
             if campaign.policies and store is not None and store.table_exists("runs"):
-                since = now - timedelta(days=campaign.history_horizon_days())
+                try:
+                    since: datetime | None = now - timedelta(days=campaign.history_horizon_days())
+                except OverflowError:  # a window reaching before year 1: all of the history
+                    since = None
                 history = store.read_history(since, id_type)
             try:
                 result = engine.decide(
