@@ -212,6 +212,11 @@ def test_sandbox_refuses_python_internals() -> None:
         ("{% include 'secrets.txt' %}", "no loader"),
         ("{% extends 'base.html' %}", "no loader"),
         ("{{ range(10**6)|length }}", "MAX_RANGE"),
+        # One typo'd count must not take the run's memory (10**9 would: tested at 10**6).
+        ("{{ '=' * 1000001 }}", "MAX_REPEAT"),
+        ("{{ 1000001 * 'ab' }}", "MAX_REPEAT"),
+        ("{{ ([0] * 1000001)|length }}", "MAX_REPEAT"),
+        ("{{ (7 ** 1000000) > 0 }}", "MAX_POWER_BITS"),
         ("{{ lipsum() }}", "lipsum"),
     ],
 )

@@ -213,7 +213,7 @@ def load_campaign(path: str | os.PathLike[str]) -> Campaign:
     if not isinstance(name, str) or not name.strip():
         raise fail("campaign.name", "a non-empty string", name)
     database = head.get("database", DEFAULT_DATABASE)
-    if not isinstance(database, str) or not database.startswith(("sqlite://", "postgresql://")):
+    if not isinstance(database, str) or not database.startswith(("sqlite:///", "postgresql://")):
         raise fail(
             "campaign.database", "a URL sqlite:///PATH or postgresql://USER@HOST/DB", database
         )

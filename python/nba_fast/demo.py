@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nba_fast._core import DataError
 from nba_fast.cli import ProgressBar, format_table, funnel_totals
 from nba_fast.demo_data import MEAN_PROPENSITY, uplus_customers, uplus_propensities
 from nba_fast.runner import RunReport, run_campaign
@@ -221,22 +222,26 @@ def run_demo(
     """
     stream = stream or sys.stdout
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
 
     def say(text: str = "") -> None:
         print(text, file=stream, flush=True)
 
     table = uplus_customers(customers, seed)
-    pq.write_table(table, folder / "customers.parquet")
-    pq.write_table(
-        uplus_propensities(table, list(MEAN_PROPENSITY), seed), folder / "propensities.parquet"
-    )
     email_cap = max(1, customers // 20)
     files = []
-    for phase in (1, 2, 3, 4):
-        path = folder / ("campaign.toml" if phase == 4 else f"phase{phase}.toml")
-        path.write_text(campaign_toml(phase, database=db, email_cap=email_cap))
-        files.append(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, folder / "customers.parquet")
+        pq.write_table(
+            uplus_propensities(table, list(MEAN_PROPENSITY), seed),
+            folder / "propensities.parquet",
+        )
+        for phase in (1, 2, 3, 4):
+            path = folder / ("campaign.toml" if phase == 4 else f"phase{phase}.toml")
+            path.write_text(campaign_toml(phase, database=db, email_cap=email_cap))
+            files.append(path)
+    except OSError as err:
+        raise DataError(f"{folder}: cannot write the demo's files there: {err}") from err
     say(f"U+ Bank: {customers:,} customers and their propensities written to {folder}/;")
     say(f"campaign files {', '.join(p.name for p in files)}; database {db}.")
 

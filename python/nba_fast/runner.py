@@ -11,6 +11,8 @@ database's run lock (`nba_fast.store.Store.transaction`):
    events are seen and its customers are not sent to twice), decide, render, write every
    ``action_details`` row and every ``pending`` event, and mark the run ``committed``, all in
    one transaction. A crash anywhere before its COMMIT leaves none of it; after, all of it.
+   A run that fails with an error (bad data, a refused write) also deletes the claim it made,
+   so that a rerun once fixed is a fresh run at its own ``now``.
 
 The primary key of ``action_details`` and the unique key of ``interaction_history`` (both with
 ``run_id``) are the last line of defence: a bug that tried to write a run twice would fail, not
@@ -40,7 +42,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
-from nba_fast._core import DataError, NbaFastError, SchemaError
+from nba_fast._core import DataError, NbaFastError, RuleError, SchemaError
 from nba_fast.api import Engine
 from nba_fast.campaign import Campaign, InputSource, load_campaign
 from nba_fast.render import TemplateError, check_columns, load_treatments, render
@@ -127,12 +129,12 @@ def read_input(source: InputSource, store: Store | None) -> pa.Table:
 
     Raises:
         DataError: the file cannot be read as its format; the message names the file.
-        DatabaseError: the query fails.
+        DatabaseError: the query fails, or tries to write (it runs read-only).
     """
     if source.sql is not None:
         if store is None:
             raise DataError(f"{source.field}: a SQL input needs a database")
-        return store.query(source.sql, purpose=f"read {source.field} ({source.sql!r})")
+        return store.read_only_query(source.sql, purpose=f"read {source.field} ({source.sql!r})")
     path = source.path
     assert path is not None
     try:
@@ -167,7 +169,9 @@ def run_campaign(
         now: the decision time (naive = UTC); default: the current time, or for a run that
             was claimed but not finished, the time it recorded.
         run_id: the run's id; default ``CAMPAIGN-YYYY-MM-DD`` of `now`.
-        dry_run: decide and render, but write nothing (the database is only read).
+        dry_run: decide and render, but write nothing (the database is only read), as
+            running the run would: a run already claimed at its recorded now, a committed
+            one not at all (``already_committed``), another ``now`` a `RunConflictError`.
         progress: called with ``(stage, done, total)`` as the run advances.
 
     Returns:
@@ -189,13 +193,16 @@ def run_campaign(
     timings: dict[str, float] = {}
 
     treatments = load_treatments(campaign.treatments, source=str(campaign.path))
-    engine = Engine(
-        campaign.actions,
-        policies=campaign.policies,
-        caps=campaign.caps,
-        allocation=campaign.allocation,
-        max_per_customer=campaign.max_per_customer,
-    )
+    try:
+        engine = Engine(
+            campaign.actions,
+            policies=campaign.policies,
+            caps=campaign.caps,
+            allocation=campaign.allocation,
+            max_per_customer=campaign.max_per_customer,
+        )
+    except RuleError as err:
+        raise RuleError(f"{campaign.path}: {err}") from err
     needs_sql = any(s is not None and s.sql is not None for s in _sources(campaign))
     dry_without_db = dry_run and url.startswith("sqlite:///") and not needs_sql
     dry_without_db = dry_without_db and not Path(url[len("sqlite:///") :]).exists()
@@ -209,6 +216,11 @@ def run_campaign(
             check_columns(treatments, customers.schema)
         except TemplateError as err:
             raise TemplateError(f"{campaign.path}: {err}") from err
+        except (DataError, SchemaError) as err:  # the customers lack a column
+            named = _name_culprit(err, campaign)
+            if named is None:
+                raise
+            raise named from err
         id_type = customers.schema.field("customer_id").type
         report("inputs", 1, 1)
         timings["inputs"] = time.perf_counter() - started
@@ -218,34 +230,59 @@ def run_campaign(
             report("decide", 0, 1)
             history = None
             if campaign.policies and store is not None and store.table_exists("runs"):
-                since = now - timedelta(days=campaign.history_horizon_days())
+                try:
+                    since: datetime | None = now - timedelta(days=campaign.history_horizon_days())
+                except OverflowError:  # a window reaching before year 1: all of the history
+                    since = None
                 history = store.read_history(since, id_type)
-            result = engine.decide(
-                customers,
-                propensities=propensities,
-                history=history,
-                do_not_contact=do_not_contact,
-                now=now,
-            )
+            try:
+                result = engine.decide(
+                    customers,
+                    propensities=propensities,
+                    history=history,
+                    do_not_contact=do_not_contact,
+                    now=now,
+                )
+            except (DataError, SchemaError, RuleError) as err:
+                named = _name_culprit(err, campaign)
+                if named is None:
+                    raise
+                raise named from err
             timings["decide"] = time.perf_counter() - started
             report("decide", 1, 1)
             _pause("decided")
             started = time.perf_counter()
             report("render", 0, 1)
-            details = _action_details(result.decisions, customers, treatments, run_id, now)
+            try:
+                details = _action_details(result.decisions, customers, treatments, run_id, now)
+            except TemplateError as err:
+                raise TemplateError(f"{campaign.path}: {err}") from err
+            except (DataError, SchemaError) as err:
+                named = _name_culprit(err, campaign)
+                if named is None:
+                    raise
+                raise named from err
             timings["render"] = time.perf_counter() - started
             report("render", 1, 1)
             return result, details
 
         base = (run_id, campaign.name, redact(url))
-        if dry_run:
+        if dry_run:  # decide as running the run would: at a claimed run's now, or not at all
+            claimed = None
+            if store is not None and store.table_exists("runs"):
+                claimed = store.run(run_id)
+            if claimed is not None:
+                _check_same_run(claimed, campaign.name, now if explicit_now else None)
+                if claimed["status"] == "committed":
+                    return _already(base, claimed, customers.num_rows)
+                now = claimed["now"]
             result, details = decide(store, now)
             done = _report(base, now, "dry_run", customers, result.funnel, details, timings)
             return dataclasses.replace(done, ignored_propensities=ignored)
 
         assert store is not None
         with store.transaction():
-            store.create_tables(id_type)
+            store.create_tables(id_type, ids_from=campaign.customers.describe())
             claimed = store.run(run_id)
             resumed = claimed is not None
             if claimed is None:
@@ -255,36 +292,50 @@ def run_campaign(
                 now = claimed["now"]
         if claimed is not None and claimed["status"] == "committed":
             return _already(base, claimed, customers.num_rows)
+        inserted = claimed is None  # this call's claim, released if the run fails
         _pause("claimed")
 
-        with store.transaction():
-            current = store.run(run_id)
-            if current is not None and current["status"] == "committed":  # a concurrent twin
-                return _already(base, current, customers.num_rows)
-            result, details = decide(store, now)
-            started = time.perf_counter()
-            events = _history_events(details, run_id, now, id_type)
-            total = details.num_rows + events.num_rows
-            report("write", 0, total)
-            written = store.ingest(
-                "action_details", details, progress=lambda n: report("write", n, total)
-            )
-            _pause("mid_write")
-            store.ingest(
-                "interaction_history",
-                events,
-                progress=lambda n: report("write", written + n, total),
-            )
-            funnel_json = json.dumps(
-                [[r["stage"], r["action_id"], r["count"]] for r in result.funnel.to_pylist()]
-            )
-            store.finish_run(
-                run_id,
-                customers=customers.num_rows,
-                decisions=details.num_rows,
-                funnel=funnel_json,
-            )
-            _pause("before_commit")
+        try:
+            with store.transaction():
+                current = store.run(run_id)
+                if current is None:  # a failed twin released the claim: claim it again
+                    store.insert_run(run_id, campaign.name, now)
+                    inserted = True
+                else:  # ours, or a twin's at our now; not another's taken meanwhile
+                    _check_same_run(current, campaign.name, now)
+                    if current["status"] == "committed":  # a concurrent twin
+                        return _already(base, current, customers.num_rows)
+                result, details = decide(store, now)
+                started = time.perf_counter()
+                events = _history_events(details, run_id, now, id_type)
+                total = details.num_rows + events.num_rows
+                report("write", 0, total)
+                written = store.ingest(
+                    "action_details", details, progress=lambda n: report("write", n, total)
+                )
+                _pause("mid_write")
+                store.ingest(
+                    "interaction_history",
+                    events,
+                    progress=lambda n: report("write", written + n, total),
+                )
+                funnel_json = json.dumps(
+                    [[r["stage"], r["action_id"], r["count"]] for r in result.funnel.to_pylist()]
+                )
+                store.finish_run(
+                    run_id,
+                    customers=customers.num_rows,
+                    decisions=details.num_rows,
+                    funnel=funnel_json,
+                )
+                _pause("before_commit")
+        except Exception:
+            # Nothing of the run was written (the transaction rolled back). A claim this call
+            # made goes too: the run failed, it did not die, so a rerun is a fresh run (its own
+            # now, no run-id conflict). A claim of a killed attempt stays: it keeps that now.
+            if inserted:
+                store.release_run(run_id, campaign.name, now)
+            raise
         timings["write"] = time.perf_counter() - started
         done = _report(base, now, "committed", customers, result.funnel, details, timings)
         return dataclasses.replace(
@@ -333,10 +384,15 @@ def _read_inputs(
                 f"strings, got {id_type}"
             )
     elif pa.types.is_integer(id_type) and id_type != pa.int64():
+        try:
+            ids = customers.column("customer_id").cast(pa.int64())
+        except pa.ArrowInvalid as err:  # uint64 beyond the int64 range
+            raise DataError(
+                f"{campaign.customers.describe()}: column 'customer_id' ({id_type}) holds ids "
+                f"beyond the 64-bit signed range the database stores: {err}"
+            ) from err
         customers = customers.set_column(
-            customers.column_names.index("customer_id"),
-            "customer_id",
-            customers.column("customer_id").cast(pa.int64()),
+            customers.column_names.index("customer_id"), "customer_id", ids
         )
     propensities = None
     if campaign.propensities is not None:
@@ -357,6 +413,20 @@ def _campaign_propensities(
     keep = pc.is_in(propensities.column("action_id").cast(pa.string()), value_set=ids)
     kept = propensities.filter(keep)
     return kept, propensities.num_rows - kept.num_rows
+
+
+def _name_culprit(err: NbaFastError, campaign: Campaign) -> NbaFastError | None:
+    """`err` of the engine with the file at fault leading its message, or None if unknown.
+
+    The engine names its argument (``customers: ...``) or the action whose rule fails; the
+    user needs the input file, or the campaign file."""
+    text = str(err)
+    for source in _sources(campaign):
+        if source is not None and text.startswith(source.field.removeprefix("inputs.") + ":"):
+            return type(err)(f"{source.describe()}: {text}")
+    if isinstance(err, RuleError):
+        return RuleError(f"{campaign.path}: {text}")
+    return None
 
 
 def _check_same_run(claimed: dict[str, Any], campaign: str, now: datetime | None) -> None:

@@ -33,7 +33,7 @@ import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nba_fast._core import DataError, NbaFastError
+from nba_fast._core import DataError, NbaFastError, SchemaError
 
 __all__ = [
     "ACTION_DETAILS_SCHEMA",
@@ -139,11 +139,20 @@ def redact(url: str) -> str:
         >>> redact("postgresql://ann:secret@db.example.com/nba")
         'postgresql://ann:***@db.example.com/nba'
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # malformed (e.g. an unclosed '['): hide what could be a password
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _is_text_type(declared: str) -> bool:
+    """Whether a declared SQL column type holds text (SQLite's affinity rules, which also fit
+    PostgreSQL's type names: text, character varying, ...)."""
+    return "INT" not in declared and any(word in declared for word in ("CHAR", "CLOB", "TEXT"))
 
 
 def _quote(name: str) -> str:
@@ -202,7 +211,8 @@ class Store:
                     "postgresql://USER@HOST/DB"
                 )
         except adbc_dbapi.Error as err:
-            raise DatabaseError(f"{self.where}: cannot open the database: {err}") from err
+            said = str(err).replace(url, self.where)  # libpq quotes a URL it cannot parse
+            raise DatabaseError(f"{self.where}: cannot open the database: {said}") from err
 
     def close(self) -> None:
         """Closes the connection (an open transaction rolls back)."""
@@ -278,6 +288,32 @@ class Store:
             table = self._cast(table, schema, purpose)
         return table
 
+    def read_only_query(self, sql: str, *, purpose: str = "query") -> pa.Table:
+        """Runs a query that must not change the database (a campaign's input query: campaign
+        files are edited by users who are not trusted with the database): SQLite's
+        ``query_only``, PostgreSQL's ``READ ONLY`` transaction refuse any write.
+
+        Raises:
+            DatabaseError: the query fails, or tries to write.
+        """
+        if self._in_transaction:
+            raise RuntimeError("read_only_query runs outside a transaction")
+        if self.dialect == "sqlite":
+            self.execute("PRAGMA query_only = ON", purpose="make the connection read-only")
+            try:
+                return self.query(sql, purpose=purpose)
+            finally:
+                self.execute("PRAGMA query_only = OFF", purpose="make the connection writable")
+        self._in_transaction = True  # one transaction: SET, query, then roll back
+        try:
+            self._conn.rollback()
+            self.execute("SET TRANSACTION READ ONLY", purpose="start a read-only transaction")
+            return self.query(sql, purpose=purpose)
+        finally:
+            self._in_transaction = False
+            with suppress(adbc_dbapi.Error):
+                self._conn.rollback()
+
     def _cast(self, table: pa.Table, schema: pa.Schema, purpose: str) -> pa.Table:
         columns = []
         for target in schema:
@@ -344,7 +380,8 @@ class Store:
         """`instant` as a query parameter comparable with this database's timestamp columns."""
         instant = instant.astimezone(UTC)
         if self.dialect == "sqlite":
-            return instant.strftime("%Y-%m-%d %H:%M:%S.%fZ")
+            # Not strftime: its %Y does not pad years below 1000 to four digits.
+            return instant.replace(tzinfo=None).isoformat(" ", "microseconds") + "Z"
         return instant
 
     @contextmanager
@@ -400,9 +437,14 @@ class Store:
         found = self.query(sql, [name], purpose="look for tables").column(0).to_pylist()
         return bool(found[0])
 
-    def create_tables(self, customer_id_type: pa.DataType) -> None:
+    def create_tables(self, customer_id_type: pa.DataType, *, ids_from: str = "customers") -> None:
         """Creates ``runs``, ``action_details`` and ``interaction_history`` where absent;
-        ``customer_id`` is BIGINT or TEXT as the customers' ids are."""
+        ``customer_id`` is BIGINT or TEXT as the customers' ids are.
+
+        Raises:
+            SchemaError: a table already holds ids of the other kind (integers vs strings);
+                the message names the table and `ids_from`, where the ids come from.
+        """
         id_sql = "TEXT" if pa.types.is_string(customer_id_type) else "BIGINT"
         for name, schema in _SCHEMAS.items():
             columns = []
@@ -419,6 +461,28 @@ class Store:
             'ON interaction_history ("timestamp")',
             purpose="index interaction_history",
         )
+        for name in ("action_details", "interaction_history"):
+            declared = self._customer_id_sql_type(name)
+            if _is_text_type(declared) != (id_sql == "TEXT"):
+                kind = "strings" if id_sql == "TEXT" else "integers"
+                raise SchemaError(
+                    f"{self.where}: table {name} stores customer_id as {declared}, but the "
+                    f"ids of {ids_from} are {kind}: use ids of the table's kind, or another "
+                    "database"
+                )
+
+    def _customer_id_sql_type(self, table_name: str) -> str:
+        """The declared SQL type of `table_name`'s ``customer_id`` column, upper case."""
+        if self.dialect == "sqlite":
+            sql = "SELECT type FROM pragma_table_info(?) WHERE name = 'customer_id'"
+        else:
+            sql = (
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = $1 AND column_name = 'customer_id'"
+            )
+        found = self.query(sql, [table_name], purpose=f"read the columns of {table_name}")
+        values = found.column(0).to_pylist()
+        return str(values[0]).upper() if values else "TEXT"
 
     def _sql_type(self, data_type: pa.DataType) -> str:
         if pa.types.is_timestamp(data_type):
@@ -463,6 +527,20 @@ class Store:
             [customers, decisions, funnel, self.timestamp(datetime.now(UTC)), run_id],
             purpose="record the run",
         )
+
+    def release_run(self, run_id: str, campaign: str, now: datetime) -> None:
+        """Deletes the claim of a run that failed before writing anything: the ``running``
+        row of `run_id` with this `campaign` and `now` (a ``committed`` row, or a claim
+        another campaign took meanwhile, stays). Best effort: if the database is gone, the
+        claim stays, as after a kill, and a rerun redoes the run."""
+        p = self.param
+        with suppress(DatabaseError), self.transaction():
+            self.execute(
+                f"DELETE FROM runs WHERE run_id = {p(1)} AND status = 'running' "
+                f'AND campaign = {p(2)} AND "now" = {p(3)}',
+                [run_id, campaign, self.timestamp(now)],
+                purpose="release the run's claim",
+            )
 
     def read_history(self, since: datetime | None, customer_id_type: pa.DataType) -> pa.Table:
         """The interaction history after `since` (all of it for None), typed for the engine."""

@@ -38,9 +38,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 from jinja2 import StrictUndefined, meta, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
+    "MAX_POWER_BITS",
+    "MAX_REPEAT",
     "Columns",
     "CompiledTemplate",
     "RowError",
@@ -63,6 +67,49 @@ _CASTS_LIKE_PYTHON = (pa.types.is_string, pa.types.is_large_string, pa.types.is_
 _Ints = npt.NDArray[np.int64]
 
 
+MAX_REPEAT = 100_000
+"""The longest string or list a template may build by repetition (``'=' * 40``). Jinja's
+sandbox bounds ``range`` (MAX_RANGE) but not ``*``: a typo'd count would take the run's memory."""
+
+MAX_POWER_BITS = 100_000
+"""The largest integer, in bits, a template may compute with ``**`` (a huge power takes CPU)."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with ``*`` and ``**`` bounded (`MAX_REPEAT`, `MAX_POWER_BITS`).
+
+    Intercepted operators are also never folded at compile time (Jinja's optimizer skips them).
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for items, count in ((left, right), (right, left)):
+                if (
+                    isinstance(items, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(items) * count > MAX_REPEAT
+                ):
+                    raise SecurityError(
+                        f"the sandbox blocks repetitions longer than MAX_REPEAT ({MAX_REPEAT}): "
+                        f"{len(items)} x {count}"
+                    )
+        elif operator == "**" and _power_too_large(left, right):
+            raise SecurityError(
+                f"the sandbox blocks powers larger than MAX_POWER_BITS ({MAX_POWER_BITS} "
+                f"bits): {left} ** {right}"
+            )
+        return super().call_binop(context, operator, left, right)
+
+
+def _power_too_large(base: Any, exponent: Any) -> bool:
+    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0:
+        return False
+    # log2|base| >= bit_length - 1: this refuses only results that long for sure.
+    return (abs(base).bit_length() - 1) * exponent > MAX_POWER_BITS
+
+
 def make_environment() -> jinja2.Environment:
     """The Jinja environment treatments render in.
 
@@ -77,7 +124,7 @@ def make_environment() -> jinja2.Environment:
         >>> make_environment().from_string("Hi {{ name }}!").render(name=None)
         'Hi !'
     """
-    environment = ImmutableSandboxedEnvironment(
+    environment = _Sandbox(
         undefined=StrictUndefined,
         finalize=_finalize,
         autoescape=False,

@@ -75,6 +75,11 @@ BAD = [
     ('kind = "limit"', 'kind = "forbid"', ["'policy'", "'kind'"]),
     ("[[policy]]", "[[cap]]\nscope = 'planet:earth'\nmax = 1\n[[policy]]", ["'cap'", "scope"]),
     ("[campaign]", "[campaigns]\nx = 1\n[campaign]", ["unknown top-level key 'campaigns'"]),
+    (
+        'name = "test-cards"',
+        'name = "test-cards"\ndatabase = "sqlite://runs.db"',
+        ["'campaign.database'", "sqlite:///PATH"],
+    ),
 ]
 
 

@@ -110,3 +110,16 @@ def test_a_real_process(campaign: Path, sqlite_url: str) -> None:
     assert "nba-fast: write done" in result.stderr  # progress, off a terminal
     bad = run_cli(["run", str(campaign), "--db", "mysql://x"])
     assert bad.returncode == 5
+
+
+def test_a_policy_window_beyond_the_calendar_reads_all_history(
+    campaign: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # now - 1,000,000 days is before year 1: the whole history counts, no OverflowError.
+    campaign.write_text(CAMPAIGN.replace("window_days = 1\n", "window_days = 1000000\n"))
+    first = ("run", str(campaign), "--db", sqlite_url, "--now", NOW.isoformat())
+    assert _run(capsys, *first)[0] == 0
+    later = ("run", str(campaign), "--db", sqlite_url, "--now", "2030-01-01T00:00:00Z")
+    code, out, err = _run(capsys, *later)
+    assert code == 0, err
+    assert "400 customers, 0 decisions" in out  # everyone was sent to, within the window

@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+from nba_fast import DataError
 from nba_fast.campaign import load_campaign
+from nba_fast.cli import main
 from nba_fast.demo import campaign_toml, run_demo
 
 from tests.runner.conftest import table_rows
@@ -77,3 +80,15 @@ def test_docs_show_the_demo_campaign() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "campaign.md"
     text = campaign_toml(4, database="sqlite:///nba_demo.db", email_cap=5_000)
     assert f"```toml\n{text.rstrip()}\n```" in docs.read_text()
+
+
+def test_an_unwritable_out_folder_is_a_data_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "afile"
+    taken.write_text("not a folder")
+    with pytest.raises(DataError, match=rf"{taken}: cannot write the demo's files"):
+        run_demo(customers=10, db=f"sqlite:///{tmp_path / 'd.db'}", out=taken)
+    code = main(["demo", "--customers", "10", "--out", str(taken / "sub")])
+    assert code == 4
+    assert "Traceback" not in capsys.readouterr().err

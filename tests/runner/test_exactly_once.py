@@ -5,11 +5,12 @@ customer twice. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nba_fast.runner import PAUSE_ENV, PAUSE_STAGES, run_campaign
+from nba_fast.runner import PAUSE_ENV, PAUSE_STAGES, RunConflictError, run_campaign
 
 from tests.runner.conftest import NOW, run_cli, start, table_rows, wait_for_pause
 
@@ -116,3 +117,24 @@ def test_ctrl_c_rolls_back_and_exits_130(campaign: Path, sqlite_url: str) -> Non
     again = run_cli(_args(campaign, sqlite_url))
     assert again.returncode == 0, again.stderr
     assert "redone" in again.stdout
+
+
+def test_a_dry_run_says_what_running_the_run_again_would_do(campaign: Path, db_url: str) -> None:
+    # Killed after its claim: a dry run decides at the claimed now, as the redo will.
+    process = start(_args(campaign, db_url), **{PAUSE_ENV: "claimed"})
+    wait_for_pause(process, "claimed")
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    dry = run_campaign(campaign, db=db_url, run_id="r1", dry_run=True)
+    assert (dry.status, dry.now) == ("dry_run", NOW)
+    with pytest.raises(RunConflictError):  # as the real run would be
+        run_campaign(campaign, db=db_url, now=NOW + timedelta(hours=1), run_id="r1", dry_run=True)
+
+    # Committed: the dry run says so, rather than deciding again over the run's own events.
+    report = run_campaign(campaign, db=db_url, run_id="r1")
+    assert report.status == "committed" and report.resumed
+    dry = run_campaign(campaign, db=db_url, run_id="r1", dry_run=True)
+    assert (dry.status, dry.now, dry.decisions) == ("already_committed", NOW, report.decisions)
+    assert table_rows(db_url, "SELECT run_id, status FROM runs") == [
+        {"run_id": "r1", "status": "committed"}
+    ]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from nba_fast import DataError, SchemaError
 from nba_fast.runner import run_campaign
-from nba_fast.store import Store
+from nba_fast.store import DatabaseError, Store
 
 from tests.runner.conftest import CAMPAIGN, NOW, table_rows
 
@@ -60,3 +60,34 @@ def test_unreadable_and_wrong_inputs(campaign: Path, sqlite_url: str) -> None:
     pq.write_table(customers.drop_columns(["customer_id"]), campaign.parent / "customers.parquet")
     with pytest.raises(SchemaError, match=r"customers\.parquet: customers need a 'customer_id'"):
         run_campaign(campaign, db=sqlite_url, now=NOW)
+
+
+def test_unsigned_ids_beyond_int64_are_a_data_error(campaign: Path, sqlite_url: str) -> None:
+    path = campaign.parent / "customers.parquet"
+    customers = pq.read_table(path)
+    ids = customers.column("customer_id").cast(pa.uint64()).to_pylist()
+    ids[0] = 2**64 - 5
+    pq.write_table(customers.set_column(0, "customer_id", pa.array(ids, pa.uint64())), path)
+    with pytest.raises(
+        DataError, match=r"customers\.parquet: column 'customer_id'.*18446744073709551611"
+    ):
+        run_campaign(campaign, db=sqlite_url, now=NOW)
+
+
+def test_sql_inputs_cannot_write(campaign: Path, db_url: str) -> None:
+    # The campaign file is edited by marketing users (its treatments are sandboxed for that
+    # reason): its input queries must not change the database, e.g. its history or its runs.
+    with Store(db_url) as store, store.transaction():
+        store.execute("CREATE TABLE scores (customer_id BIGINT, action_id TEXT, propensity FLOAT)")
+        store.ingest("scores", pq.read_table(campaign.parent / "propensities.parquet"))
+        before = store.count("scores")
+    sql = '{ sql = "DELETE FROM scores RETURNING customer_id, action_id, propensity" }'
+    campaign.write_text(CAMPAIGN.replace('"propensities.parquet"', sql))
+    with pytest.raises(DatabaseError, match=r"inputs\.propensities"):
+        run_campaign(campaign, db=db_url, now=NOW, run_id="r")
+    with Store(db_url) as store:
+        assert store.count("scores") == before
+    # A reading query still works, and the run writes as usual afterwards.
+    sql = '{ sql = "SELECT customer_id, action_id, propensity FROM scores" }'
+    campaign.write_text(CAMPAIGN.replace('"propensities.parquet"', sql))
+    assert run_campaign(campaign, db=db_url, now=NOW, run_id="r").written > 0

@@ -97,3 +97,24 @@ def test_bad_urls(tmp_path: object) -> None:
     with pytest.raises(DatabaseError, match=r"postgresql://ann:\*\*\*@127\.0\.0\.1:1/x"):
         Store("postgresql://ann:secret@127.0.0.1:1/x")
     assert redact("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_a_malformed_url_is_a_database_error() -> None:
+    # urllib cannot split these; the message must still hide the password.
+    for url in ("postgresql://ann:secret@[::1/x", "postgresql://[bad"):
+        with pytest.raises(DatabaseError) as info:
+            Store(url)
+        assert "secret" not in str(info.value)
+    assert redact("postgresql://ann:secret@[::1/x") == "postgresql://ann:***@[::1/x"
+
+
+@pytest.mark.parametrize("year", [1, 999, 1000, 9999])
+def test_runs_now_round_trips_in_every_year(db_url: str, year: int) -> None:
+    # SQLite stores the fixed form YYYY-MM-DD...: a year below 1000 must keep its 4 digits.
+    now = NOW.replace(year=year)
+    with Store(db_url) as store:
+        with store.transaction():
+            store.create_tables(pa.int64())
+            store.insert_run("r1", "cards", now)
+        row = store.run("r1")
+        assert row is not None and row["now"] == now
