@@ -305,6 +305,8 @@ def run_campaign(
                     _check_same_run(current, campaign.name, now)
                     if current["status"] == "committed":  # a concurrent twin
                         return _already(base, current, customers.num_rows)
+                    if resumed:
+                        _check_not_overtaken(store, run_id, now)
                 result, details = decide(store, now)
                 started = time.perf_counter()
                 events = _history_events(details, run_id, now, id_type)
@@ -427,6 +429,23 @@ def _name_culprit(err: NbaFastError, campaign: Campaign) -> NbaFastError | None:
     if isinstance(err, RuleError):
         return RuleError(f"{campaign.path}: {text}")
     return None
+
+
+def _check_not_overtaken(store: Store, run_id: str, now: datetime) -> None:
+    """Refuses to redo a killed run once a run with a later ``now`` has committed.
+
+    A redo decides at the killed attempt's ``now``, and the contact policies ignore events
+    after ``now``: the later run's ``pending`` events would be invisible to it, and its
+    customers could be contacted twice.
+    """
+    later = store.committed_after(now, run_id)
+    if later is not None:
+        raise RunConflictError(
+            f"run {run_id!r} was claimed with now={now.isoformat()} by an attempt that died, "
+            f"and run {later['run_id']!r} (now={later['now'].isoformat()}) has committed since: "
+            "a redo at the earlier now would not see that run's messages and could contact "
+            "its customers twice. Start a new run with another --run-id instead"
+        )
 
 
 def _check_same_run(claimed: dict[str, Any], campaign: str, now: datetime | None) -> None:

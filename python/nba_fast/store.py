@@ -508,6 +508,19 @@ class Store:
         ).to_pylist()
         return rows[0] if rows else None
 
+    def committed_after(self, now: datetime, run_id: str) -> dict[str, Any] | None:
+        """The committed run (other than `run_id`) with the latest ``now`` after `now`, or None."""
+        columns = ", ".join(_quote(f.name) for f in RUNS_SCHEMA)
+        p = self.param
+        rows = self.query(
+            f"SELECT {columns} FROM runs WHERE status = 'committed' AND run_id <> {p(1)} "
+            f'AND "now" > {p(2)} ORDER BY "now" DESC, run_id LIMIT 1',
+            [run_id, self.timestamp(now)],
+            schema=RUNS_SCHEMA,
+            purpose="read runs",
+        ).to_pylist()
+        return rows[0] if rows else None
+
     def insert_run(self, run_id: str, campaign: str, now: datetime) -> None:
         """Records a claimed run as ``running``."""
         p = self.param

@@ -138,3 +138,31 @@ def test_a_dry_run_says_what_running_the_run_again_would_do(campaign: Path, db_u
     assert table_rows(db_url, "SELECT run_id, status FROM runs") == [
         {"run_id": "r1", "status": "committed"}
     ]
+
+
+def test_killed_run_is_not_redone_after_a_later_run_committed(campaign: Path, db_url: str) -> None:
+    # r1 dies after its claim; r2, a day later, commits; redoing r1 at its old now would not
+    # see r2's pending events (events after now are ignored) and could email them again.
+    process = start(_args(campaign, db_url), **{PAUSE_ENV: "claimed"})
+    wait_for_pause(process, "claimed")
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    later = (NOW + timedelta(days=1)).isoformat()
+    second = run_cli(["run", str(campaign), "--db", db_url, "--now", later, "--run-id", "r2"])
+    assert second.returncode == 0, second.stderr
+    before = table_rows(db_url, DETAILS)
+    assert before and {row["run_id"] for row in before} == {"r2"}
+
+    redo = run_cli(["run", str(campaign), "--db", db_url, "--run-id", "r1"])
+    assert redo.returncode == 6, redo.stderr
+    assert "'r2'" in redo.stderr and "another --run-id" in redo.stderr
+    assert table_rows(db_url, DETAILS) == before
+    runs = table_rows(db_url, "SELECT run_id, status FROM runs ORDER BY run_id")
+    assert runs == [
+        {"run_id": "r1", "status": "running"},
+        {"run_id": "r2", "status": "committed"},
+    ]
+
+    # The same redo before any later run commits is still fine (the other kill tests).
+    with pytest.raises(RunConflictError, match="has committed since"):
+        run_campaign(campaign, db=db_url, run_id="r1")
