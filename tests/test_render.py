@@ -194,6 +194,19 @@ def test_variant_precedence(
     assert (row["variant"], row["subject"], row["body"]) == (variant, subject, body)
 
 
+def test_an_all_null_language_column_picks_the_default_variant() -> None:
+    # A CSV column with no values reads as type null: no language, as the engine takes it.
+    customers = pa.table(
+        {"customer_id": [5, 6], "language": pa.nulls(2), "state": pa.array(["CA", "NY"])}
+    )
+    treatments = load_treatments(VARIANTS, source=SOURCE)
+    rows = render(decisions_for([5, 6], "offer", "email"), customers, treatments).to_pylist()
+    assert [(row["variant"], row["body"]) for row in rows] == [
+        ("region=CA", "Apply today. CA legal text"),
+        ("default", "Apply today"),
+    ]
+
+
 def test_sandbox_refuses_python_internals() -> None:
     customers = customers_table([{"customer_id": 1, "s1": "x"}])
     for template in (
