@@ -212,7 +212,7 @@ def run_campaign(
     needs_sql = any(s is not None and s.sql is not None for s in _sources(campaign))
     dry_without_db = dry_run and url.startswith("sqlite:///") and not needs_sql
     dry_without_db = dry_without_db and not Path(url[len("sqlite:///") :]).exists()
-    store = None if dry_without_db else Store(url)
+    store = None if dry_without_db else Store(url, read_only=dry_run)
     try:
         started = time.perf_counter()
         report("inputs", 0, 1)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
@@ -199,6 +199,9 @@ class Store:
         url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a libpq URL
             ``postgresql://user@host:port/db`` (``?options=-csearch_path%3DSCHEMA`` selects a
             schema).
+        read_only: open an SQLite file read-only (``mode=ro``): a dry run creates no file
+            and leaves the journal mode as it is; a missing file is a DatabaseError.
+            PostgreSQL connections are not changed (a dry run only reads).
 
     Raises:
         DatabaseError: an unknown URL scheme, or the database cannot be opened.
@@ -213,7 +216,7 @@ class Store:
         [0]
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
         self.where = redact(url)
         self._conn: Any
@@ -229,10 +232,18 @@ class Store:
                     raise DatabaseError(f"{url}: expected sqlite:///PATH (a file)")
                 import adbc_driver_sqlite.dbapi as sqlite
 
-                self._conn = sqlite.connect(path, autocommit=True)
+                if read_only and not os.path.isfile(path):
+                    raise DatabaseError(
+                        f"{self.where}: cannot open the database read-only: no file {path}"
+                    )
+                # A URI (the driver opens with SQLITE_OPEN_URI): ?mode=ro creates nothing.
+                target = f"file:{quote(path)}?mode=ro" if read_only else path
+                self._conn = sqlite.connect(target, autocommit=True)
                 self.execute(f"PRAGMA busy_timeout = {self._lock_timeout_ms}", purpose="configure")
-                # WAL: the sender can read while a run writes; the run lock still serialises runs.
-                self.query("PRAGMA journal_mode = WAL", purpose="configure")
+                if not read_only:
+                    # WAL: the sender can read while a run writes; the run lock still
+                    # serialises runs.
+                    self.query("PRAGMA journal_mode = WAL", purpose="configure")
             elif url.startswith(("postgresql://", "postgres://")):
                 self.dialect = "postgresql"
                 import adbc_driver_postgresql.dbapi as postgresql
