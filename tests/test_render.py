@@ -266,6 +266,8 @@ def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> N
         "{{ ('y' * 1000).join('x' * 1001) }}",
         "{{ ('x' * 1000).replace('x', 'y' * 1001) }}",
         "{{ ('x' * 1000)|replace('x', 'y' * 1001) }}",
+        "{{ (['ab' * 1000] * 51)|join }}",
+        "{{ (['a'] * 3)|join('-' * 99999) }}",
         "{{ '%1000001s'|format('x') }}",
     ],
 )
@@ -286,6 +288,7 @@ def test_sandbox_bounds_widths_and_counts(template: str) -> None:
         ("{{ 'aa bb cc'|wordwrap(5) }}", "aa bb\ncc"),
         ("{{ 'x'.ljust(3, '.') }}{{ '7'.zfill(3) }}{{ '-'.join(['a', 'b']) }}", "x..007a-b"),
         ("{{ 'abc'|replace('b', 'BB') }}{{ '%s!'|format('hi') }}{{ 7 % 4 }}", "aBBchi!3"),
+        ("{{ ['a', 'b']|join('-') }}{{ [{'n': 'c'}, {'n': 'd'}]|join(attribute='n') }}", "a-bcd"),
         # truncate never lengthens its input: a huge length is harmless.
         ("{{ 'a b c'|truncate(1000000000) }}", "a b c"),
     ],

@@ -77,9 +77,9 @@ MAX_REPEAT = 100_000
 """The longest string or list a template may build by repetition (``'=' * 40``), and the most
 characters one formatting or padding operation may produce or add: ``'%40s' % x``,
 ``'{:40}'.format(x)``, ``x.ljust(40)`` (also ``rjust``, ``center``, ``zfill``, ``expandtabs``,
-``join``, ``replace``) and the filters ``center``, ``indent``, ``wordwrap``, ``format`` and
-``replace``. Jinja's sandbox bounds ``range`` (MAX_RANGE) but none of these: a typo'd count would
-take the run's memory."""
+``join``, ``replace``) and the filters ``center``, ``indent``, ``wordwrap``, ``format``,
+``join`` and ``replace``. Jinja's sandbox bounds ``range`` (MAX_RANGE) but none of these: a
+typo'd count would take the run's memory."""
 
 MAX_POWER_BITS = 100_000
 """The largest integer, in bits, a template may compute with ``**`` (a huge power takes CPU)."""
@@ -324,6 +324,18 @@ def _do_format(value: str, *args: Any, **kwargs: Any) -> str:
 
 
 @jinja2.pass_eval_context
+def _do_join(
+    eval_ctx: jinja2.nodes.EvalContext, value: Any, d: str = "", attribute: Any = None
+) -> str:
+    items = list(value)
+    if attribute is not None:
+        items = list(map(jinja2.filters.make_attrgetter(eval_ctx.environment, attribute), items))
+    _check_join(str(d), items)  # the string items (others are not measured)
+    result: str = jinja2.filters.sync_do_join(eval_ctx, items, d)
+    return result
+
+
+@jinja2.pass_eval_context
 def _do_replace(
     eval_ctx: jinja2.nodes.EvalContext, s: str, old: str, new: str, count: int | None = None
 ) -> str:
@@ -366,6 +378,7 @@ def make_environment() -> jinja2.Environment:
         indent=_do_indent,
         wordwrap=_do_wordwrap,
         format=_do_format,
+        join=_do_join,
         replace=_do_replace,
     )
     del environment.globals["lipsum"]
