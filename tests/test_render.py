@@ -194,6 +194,19 @@ def test_variant_precedence(
     assert (row["variant"], row["subject"], row["body"]) == (variant, subject, body)
 
 
+def test_an_all_null_language_column_picks_the_default_variant() -> None:
+    # A CSV column with no values reads as type null: no language, as the engine takes it.
+    customers = pa.table(
+        {"customer_id": [5, 6], "language": pa.nulls(2), "state": pa.array(["CA", "NY"])}
+    )
+    treatments = load_treatments(VARIANTS, source=SOURCE)
+    rows = render(decisions_for([5, 6], "offer", "email"), customers, treatments).to_pylist()
+    assert [(row["variant"], row["body"]) for row in rows] == [
+        ("region=CA", "Apply today. CA legal text"),
+        ("default", "Apply today"),
+    ]
+
+
 def test_sandbox_refuses_python_internals() -> None:
     customers = customers_table([{"customer_id": 1, "s1": "x"}])
     for template in (
@@ -225,6 +238,66 @@ def test_sandbox_has_no_files_and_bounded_ranges(template: str, cause: str) -> N
     treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
     with pytest.raises(TemplateError, match=cause):
         render(decisions_for([1], "t", "sms"), customers, treatments)
+
+
+# Widths and counts past MAX_REPEAT (10**6 here: fast to build when the bound is missing, and
+# a failure rather than a hang); each would take the run's memory at 10**9.
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ '%1000001s' % 'x' }}",
+        "{{ '%-1000001d' % 7 }}",
+        "{{ '%.1000001f' % 1.5 }}",
+        "{{ '%*s' % (1000001, 'x') }}",
+        "{{ '%(a)1000001s' % {'a': 'x'} }}",
+        "{{ ('%60000s' * 2) % ('x', 'y') }}",
+        "{{ '{:1000001}'.format('x') }}",
+        "{{ '{:>{w}}'.format('x', w=1000001) }}",
+        "{{ '{a:^1000001}'.format_map({'a': 'x'}) }}",
+        "{{ 'x'|center(1000001) }}",
+        "{{ 'a\\nb'|indent(1000001) }}",
+        "{{ ('a\\n' * 50000)|indent(100) }}",
+        "{{ ('ab ' * 1000)|wordwrap(2, wrapstring='-' * 1000) }}",
+        "{{ 'x'.ljust(1000001) }}",
+        "{{ 'x'.rjust(1000001) }}",
+        "{{ 'x'.center(1000001) }}",
+        "{{ '7'.zfill(1000001) }}",
+        "{{ ('\\t' * 1000).expandtabs(1001) }}",
+        "{{ ('y' * 1000).join('x' * 1001) }}",
+        "{{ ('x' * 1000).replace('x', 'y' * 1001) }}",
+        "{{ ('x' * 1000)|replace('x', 'y' * 1001) }}",
+        "{{ (['ab' * 1000] * 51)|join }}",
+        "{{ (['a'] * 3)|join('-' * 99999) }}",
+        "{{ '%1000001s'|format('x') }}",
+    ],
+)
+def test_sandbox_bounds_widths_and_counts(template: str) -> None:
+    customers = customers_table([{"customer_id": 1}])
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    with pytest.raises(TemplateError, match=r"customer 1: SecurityError.*MAX_REPEAT"):
+        render(decisions_for([1], "t", "sms"), customers, treatments)
+
+
+@pytest.mark.parametrize(
+    ("template", "text"),
+    [
+        ("{{ '%5s|%-3d|%.2f|%%' % ('ab', 7, 1.5) }}", "   ab|7  |1.50|%"),
+        ("{{ '%*d' % (4, 7) }}", "   7"),
+        ("{{ '{:>5}|{:{w}}|'.format('ab', 'c', w=3) }}", "   ab|c  |"),
+        ("{{ 'ab'|center(6) }}|{{ 'a\\nb'|indent(2) }}", "  ab  |a\n  b"),
+        ("{{ 'aa bb cc'|wordwrap(5) }}", "aa bb\ncc"),
+        ("{{ 'x'.ljust(3, '.') }}{{ '7'.zfill(3) }}{{ '-'.join(['a', 'b']) }}", "x..007a-b"),
+        ("{{ 'abc'|replace('b', 'BB') }}{{ '%s!'|format('hi') }}{{ 7 % 4 }}", "aBBchi!3"),
+        ("{{ ['a', 'b']|join('-') }}{{ [{'n': 'c'}, {'n': 'd'}]|join(attribute='n') }}", "a-bcd"),
+        # truncate never lengthens its input: a huge length is harmless.
+        ("{{ 'a b c'|truncate(1000000000) }}", "a b c"),
+    ],
+)
+def test_sandbox_bounds_leave_normal_formatting_alone(template: str, text: str) -> None:
+    customers = customers_table([{"customer_id": 1}])
+    treatments = load_treatments({"t": {"channel": "sms", "text": template}}, source=SOURCE)
+    [row] = render(decisions_for([1], "t", "sms"), customers, treatments).to_pylist()
+    assert row["sms_text"] == text
 
 
 def test_sandbox_is_immutable() -> None:

@@ -46,7 +46,13 @@ from nba_fast._core import DataError, NbaFastError, RuleError, SchemaError
 from nba_fast.api import Engine
 from nba_fast.campaign import Campaign, InputSource, load_campaign
 from nba_fast.render import TemplateError, check_columns, load_treatments, render
-from nba_fast.store import ACTION_DETAILS_SCHEMA, HISTORY_SCHEMA, Store, redact
+from nba_fast.store import (
+    ACTION_DETAILS_SCHEMA,
+    HISTORY_SCHEMA,
+    Store,
+    _is_text_type,
+    redact,
+)
 
 __all__ = [
     "PAUSE_ENV",
@@ -206,7 +212,7 @@ def run_campaign(
     needs_sql = any(s is not None and s.sql is not None for s in _sources(campaign))
     dry_without_db = dry_run and url.startswith("sqlite:///") and not needs_sql
     dry_without_db = dry_without_db and not Path(url[len("sqlite:///") :]).exists()
-    store = None if dry_without_db else Store(url)
+    store = None if dry_without_db else Store(url, read_only=dry_run)
     try:
         started = time.perf_counter()
         report("inputs", 0, 1)
@@ -372,7 +378,19 @@ def _read_inputs(
             f"{campaign.customers.describe()}: customers need a 'customer_id' column "
             f"(have: {', '.join(customers.column_names)})"
         )
+    propensities = None
+    if campaign.propensities is not None:
+        propensities = read_input(campaign.propensities, store)
     id_type = customers.schema.field("customer_id").type
+    if pa.types.is_null(id_type) and customers.num_rows == 0:
+        # A CSV with a header and no rows: no values to infer the ids' type from. Take the
+        # propensities' (the engine wants both alike), else the database's: no customers.
+        id_type = _empty_ids_type(propensities, store)
+        customers = customers.set_column(
+            customers.column_names.index("customer_id"),
+            "customer_id",
+            customers.column("customer_id").cast(id_type),
+        )
     if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type)):
         if pa.types.is_large_string(id_type) or pa.types.is_string_view(id_type):
             customers = customers.set_column(
@@ -396,13 +414,22 @@ def _read_inputs(
         customers = customers.set_column(
             customers.column_names.index("customer_id"), "customer_id", ids
         )
-    propensities = None
-    if campaign.propensities is not None:
-        propensities = read_input(campaign.propensities, store)
     do_not_contact = None
     if campaign.do_not_contact is not None:
         do_not_contact = read_input(campaign.do_not_contact, store)
     return customers, propensities, do_not_contact
+
+
+def _empty_ids_type(propensities: pa.Table | None, store: Store | None) -> pa.DataType:
+    """The type of a header-only customers file's ids: the propensities', else the database
+    tables', else strings."""
+    if propensities is not None and "customer_id" in propensities.column_names:
+        kind = propensities.schema.field("customer_id").type
+        return pa.int64() if pa.types.is_integer(kind) else pa.string()
+    if store is not None and store.table_exists("action_details"):
+        declared = store._customer_id_sql_type("action_details")
+        return pa.string() if _is_text_type(declared) else pa.int64()
+    return pa.string()
 
 
 def _campaign_propensities(

@@ -14,20 +14,24 @@ Timestamps are ``timestamptz`` in PostgreSQL; SQLite has no time type, so they a
 fixed ISO 8601 UTC form, ``YYYY-MM-DD HH:MM:SS.ffffffZ``, which sorts as time does. Whoever
 writes into ``interaction_history`` of an SQLite database (the sender's outcomes) uses that form.
 
-`Store.transaction` is the run lock: ``BEGIN IMMEDIATE`` in SQLite (one writer at a time; other
-writers wait up to `BUSY_TIMEOUT_MS`), ``pg_advisory_xact_lock`` in PostgreSQL (per schema).
+`Store.transaction` is the run lock: ``BEGIN IMMEDIATE`` in SQLite (one writer at a time),
+``pg_advisory_xact_lock`` in PostgreSQL (per schema). A run waits for another run's lock up to
+``NBA_FAST_LOCK_TIMEOUT`` seconds (default `BUSY_TIMEOUT_MS`, 10 minutes), then fails with a
+`LockTimeoutError`.
 Everything a run reads for its decisions and everything it writes happen inside one such
 transaction, so two runs on one database are serialised and the second sees the first's events.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
@@ -39,14 +43,21 @@ __all__ = [
     "ACTION_DETAILS_SCHEMA",
     "BUSY_TIMEOUT_MS",
     "HISTORY_SCHEMA",
+    "LOCK_TIMEOUT_ENV",
     "RUNS_SCHEMA",
     "DatabaseError",
+    "LockTimeoutError",
     "Store",
+    "lock_timeout",
     "redact",
 ]
 
 BUSY_TIMEOUT_MS = 600_000
-"""How long an SQLite writer waits for another run's transaction before giving up (10 min)."""
+"""How long a run waits for another run's lock before giving up (10 min), unless
+`LOCK_TIMEOUT_ENV` says otherwise."""
+
+LOCK_TIMEOUT_ENV = "NBA_FAST_LOCK_TIMEOUT"
+"""Environment variable: how many seconds a run waits for the run lock (both databases)."""
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -132,6 +143,28 @@ class DatabaseError(NbaFastError):
     (without its password) and the statement's purpose."""
 
 
+class LockTimeoutError(DatabaseError):
+    """Another run held the run lock for longer than the lock timeout (`lock_timeout`)."""
+
+
+def lock_timeout() -> float:
+    """Seconds a run waits for the run lock: ``NBA_FAST_LOCK_TIMEOUT``, else 600.
+
+    Raises:
+        DatabaseError: the variable is not a number of seconds > 0.
+    """
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return BUSY_TIMEOUT_MS / 1000
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise DatabaseError(f"{LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds > 0")
+    return seconds
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages.
 
@@ -166,6 +199,9 @@ class Store:
         url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or a libpq URL
             ``postgresql://user@host:port/db`` (``?options=-csearch_path%3DSCHEMA`` selects a
             schema).
+        read_only: open an SQLite file read-only (``mode=ro``): a dry run creates no file
+            and leaves the journal mode as it is; a missing file is a DatabaseError.
+            PostgreSQL connections are not changed (a dry run only reads).
 
     Raises:
         DatabaseError: an unknown URL scheme, or the database cannot be opened.
@@ -180,11 +216,14 @@ class Store:
         [0]
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
         self.url = url
         self.where = redact(url)
         self._conn: Any
         self._in_transaction = False
+        self.lock_timeout = lock_timeout()
+        # Whole milliseconds, at least 1 (0 would mean "no wait" in SQLite, "forever" in PG).
+        self._lock_timeout_ms = max(1, min(round(self.lock_timeout * 1000), 2**31 - 1))
         try:
             if url.startswith("sqlite://"):
                 self.dialect = "sqlite"
@@ -193,10 +232,18 @@ class Store:
                     raise DatabaseError(f"{url}: expected sqlite:///PATH (a file)")
                 import adbc_driver_sqlite.dbapi as sqlite
 
-                self._conn = sqlite.connect(path, autocommit=True)
-                self.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", purpose="configure")
-                # WAL: the sender can read while a run writes; the run lock still serialises runs.
-                self.query("PRAGMA journal_mode = WAL", purpose="configure")
+                if read_only and not os.path.isfile(path):
+                    raise DatabaseError(
+                        f"{self.where}: cannot open the database read-only: no file {path}"
+                    )
+                # A URI (the driver opens with SQLITE_OPEN_URI): ?mode=ro creates nothing.
+                target = f"file:{quote(path)}?mode=ro" if read_only else path
+                self._conn = sqlite.connect(target, autocommit=True)
+                self.execute(f"PRAGMA busy_timeout = {self._lock_timeout_ms}", purpose="configure")
+                if not read_only:
+                    # WAL: the sender can read while a run writes; the run lock still
+                    # serialises runs.
+                    self.query("PRAGMA journal_mode = WAL", purpose="configure")
             elif url.startswith(("postgresql://", "postgres://")):
                 self.dialect = "postgresql"
                 import adbc_driver_postgresql.dbapi as postgresql
@@ -391,18 +438,37 @@ class Store:
         if self._in_transaction:
             raise RuntimeError("transactions do not nest")
         if self.dialect == "sqlite":
-            self.execute("BEGIN IMMEDIATE", purpose="take the run lock (BEGIN IMMEDIATE)")
+            try:
+                self.execute("BEGIN IMMEDIATE", purpose="take the run lock (BEGIN IMMEDIATE)")
+            except DatabaseError as err:
+                if "locked" in str(err.__cause__) or "busy" in str(err.__cause__):
+                    raise self._lock_timed_out() from err
+                raise
             self._in_transaction = True
         else:
             self._in_transaction = True
             try:
                 self._conn.rollback()  # a fresh transaction, whatever came before
-                self.query(
-                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.nba_fast_runs'))",
-                    purpose="take the run lock (pg_advisory_xact_lock)",
+                # Advisory locks ignore lock_timeout: statement_timeout bounds the wait, for
+                # this statement only (then back to the session's own value).
+                self.execute(
+                    f"SET LOCAL statement_timeout = {self._lock_timeout_ms}", purpose="configure"
                 )
+                try:
+                    self.query(
+                        "SELECT pg_advisory_xact_lock("
+                        "hashtext(current_schema() || '.nba_fast_runs'))",
+                        purpose="take the run lock (pg_advisory_xact_lock)",
+                    )
+                except DatabaseError as err:
+                    if getattr(err.__cause__, "sqlstate", None) == "57014":  # query_canceled
+                        raise self._lock_timed_out() from err
+                    raise
+                self.execute("SET LOCAL statement_timeout TO DEFAULT", purpose="configure")
             except BaseException:
                 self._in_transaction = False
+                with suppress(adbc_dbapi.Error):
+                    self._conn.rollback()
                 raise
         try:
             yield
@@ -422,6 +488,12 @@ class Store:
                 self._conn.commit()
         except adbc_dbapi.Error as err:
             raise DatabaseError(f"{self.where}: cannot commit: {err}") from err
+
+    def _lock_timed_out(self) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"{self.where}: another run holds the run lock; gave up after waiting "
+            f"{self.lock_timeout:g} s (set {LOCK_TIMEOUT_ENV} to wait longer)"
+        )
 
     # --- the runner's tables ---------------------------------------------------------------
 

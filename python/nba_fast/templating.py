@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+import types
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,12 @@ import pyarrow.compute as pc
 from jinja2 import StrictUndefined, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+)
+from markupsafe import Markup
 
 __all__ = [
     "MAX_POWER_BITS",
@@ -68,20 +74,25 @@ _Ints = npt.NDArray[np.int64]
 
 
 MAX_REPEAT = 100_000
-"""The longest string or list a template may build by repetition (``'=' * 40``). Jinja's
-sandbox bounds ``range`` (MAX_RANGE) but not ``*``: a typo'd count would take the run's memory."""
+"""The longest string or list a template may build by repetition (``'=' * 40``), and the most
+characters one formatting or padding operation may produce or add: ``'%40s' % x``,
+``'{:40}'.format(x)``, ``x.ljust(40)`` (also ``rjust``, ``center``, ``zfill``, ``expandtabs``,
+``join``, ``replace``) and the filters ``center``, ``indent``, ``wordwrap``, ``format``,
+``join`` and ``replace``. Jinja's sandbox bounds ``range`` (MAX_RANGE) but none of these: a
+typo'd count would take the run's memory."""
 
 MAX_POWER_BITS = 100_000
 """The largest integer, in bits, a template may compute with ``**`` (a huge power takes CPU)."""
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, with ``*`` and ``**`` bounded (`MAX_REPEAT`, `MAX_POWER_BITS`).
+    """Jinja's immutable sandbox, with ``*``, ``**`` and ``%`` bounded (`MAX_REPEAT`,
+    `MAX_POWER_BITS`), and the widening string methods (``format``, ``ljust``, ...) too.
 
     Intercepted operators are also never folded at compile time (Jinja's optimizer skips them).
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -100,7 +111,237 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"the sandbox blocks powers larger than MAX_POWER_BITS ({MAX_POWER_BITS} "
                 f"bits): {left} ** {right}"
             )
+        elif operator == "%" and isinstance(left, str):
+            _check_percent(left, right)
         return super().call_binop(context, operator, left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """Jinja wraps ``str.format`` / ``format_map`` when a template reads them; this wraps
+        them with bounded widths, and the other widening ``str`` methods with a bound too."""
+        if not isinstance(value, types.BuiltinMethodType | types.MethodType):
+            return None
+        text = getattr(value, "__self__", None)
+        if not isinstance(text, str):
+            return None
+        name = value.__name__
+        if name in ("format", "format_map"):
+            return _bounded_format(self, text, value)
+        check = _WIDENING.get(name)
+        if check is None:
+            return None
+
+        def bounded(*args: Any, **kwargs: Any) -> Any:
+            check(text, *args, **kwargs)
+            return value(*args, **kwargs)
+
+        return functools.update_wrapper(bounded, value)
+
+
+def _refuse(what: str, size: int) -> SecurityError:
+    return SecurityError(
+        f"the sandbox blocks {what} longer than MAX_REPEAT ({MAX_REPEAT}) characters: {size}"
+    )
+
+
+def _check_width(what: str, width: Any) -> None:
+    if isinstance(width, int) and width > MAX_REPEAT:
+        raise _refuse(what, width)
+
+
+def _check_added(what: str, added: int) -> None:
+    if added > MAX_REPEAT:
+        raise _refuse(what, added)
+
+
+def _check_pad(text: str, width: Any = 0, *_: Any) -> None:
+    _check_width("a padding", width)
+
+
+def _check_expandtabs(text: str, tabsize: Any = 8, **_: Any) -> None:
+    if isinstance(tabsize, int):
+        _check_added("expanded tabs", tabsize * text.count("\t"))
+
+
+def _check_join(text: str, items: Any = (), *_: Any) -> None:
+    if isinstance(items, str):  # joins its characters
+        sizes = len(items)
+    elif isinstance(items, list | tuple):  # other iterables are not measured
+        sizes = sum(len(item) for item in items if isinstance(item, str))
+    else:
+        return
+    _check_added("a join", sizes + len(text) * max(len(items) - 1, 0))
+
+
+def _check_replace(text: str, old: Any = "", new: Any = "", count: Any = -1, **_: Any) -> None:
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        found = text.count(old) if old else len(text) + 1
+        if isinstance(count, int) and count >= 0:
+            found = min(found, count)
+        _check_added("a replacement", found * (len(new) - len(old)))
+
+
+_WIDENING: dict[str, Callable[..., None]] = {
+    "ljust": _check_pad,
+    "rjust": _check_pad,
+    "center": _check_pad,
+    "zfill": _check_pad,
+    "expandtabs": _check_expandtabs,
+    "join": _check_join,
+    "replace": _check_replace,
+}
+"""The ``str`` methods whose output may be much longer than their inputs, and their bounds."""
+
+
+# A printf-style conversion: mapping key (parentheses nest), flags, width, precision.
+_PERCENT_FLAGS = frozenset("#0- +")
+
+
+def _check_percent(template: str, values: Any) -> None:
+    """Refuse ``template % values`` when its widths and precisions add up past `MAX_REPEAT`."""
+    total, at, position = 0, 0, 0
+    size = len(template)
+    while (at := template.find("%", at) + 1) > 0:
+        if at < size and template[at] == "%":
+            at += 1
+            continue
+        if at < size and template[at] == "(":
+            depth, at = 1, at + 1
+            while at < size and depth:
+                depth += {"(": 1, ")": -1}.get(template[at], 0)
+                at += 1
+        while at < size and template[at] in _PERCENT_FLAGS:
+            at += 1
+        for part in range(2):  # width, then precision
+            if part == 1:
+                if at >= size or template[at] != ".":
+                    break
+                at += 1
+            if at < size and template[at] == "*":
+                at += 1
+                if isinstance(values, tuple) and position < len(values):
+                    star = values[position]
+                    total += star if isinstance(star, int) and star > 0 else 0
+                position += 1
+                continue
+            digits = at
+            while at < size and template[at].isdigit():
+                at += 1
+            if at > digits:
+                total += int(template[digits:at])
+        position += 1
+    if total > MAX_REPEAT:
+        raise _refuse("a % format's widths", total)
+
+
+class _BoundedWidths:
+    """A mixin for Jinja's sandboxed formatters: the widths and precisions of one
+    ``str.format`` call may not add up past `MAX_REPEAT` (nested ``{:{width}}`` included)."""
+
+    _widths = 0
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if any(c.isdigit() for c in format_spec):
+            self._widths += sum(int(d) for d in re.findall(r"\d+", format_spec))
+            if self._widths > MAX_REPEAT:
+                raise _refuse("a str.format's widths", self._widths)
+        return super().format_field(value, format_spec)  # type: ignore[misc]
+
+
+class _BoundedFormatter(_BoundedWidths, SandboxedFormatter):
+    pass
+
+
+class _BoundedEscapeFormatter(_BoundedWidths, SandboxedEscapeFormatter):
+    pass
+
+
+def _bounded_format(environment: jinja2.Environment, text: str, method: Any) -> Any:
+    """``text.format`` / ``text.format_map`` in the sandbox, as Jinja's `wrap_str_format`."""
+    is_format_map = method.__name__ == "format_map"
+
+    def wrapper(*args: Any, **kwargs: Any) -> str:
+        formatter: SandboxedFormatter
+        if isinstance(text, Markup):
+            formatter = _BoundedEscapeFormatter(environment, escape=text.escape)
+        else:
+            formatter = _BoundedFormatter(environment)
+        if is_format_map:
+            if kwargs:
+                raise TypeError("format_map() takes no keyword arguments")
+            if len(args) != 1:
+                raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+            kwargs, args = args[0], ()
+        return type(text)(formatter.vformat(text, args, kwargs))
+
+    return functools.update_wrapper(wrapper, method)
+
+
+def _do_center(value: Any, width: int = 80) -> str:
+    _check_width("a padding", width)
+    return str(value).center(width)
+
+
+def _do_indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    indention = len(width) if isinstance(width, str) else width
+    if isinstance(indention, int) and indention > 0:
+        _check_added("an indentation", indention * (str(s).count("\n") + 1))
+    result: str = jinja2.filters.do_indent(s, width, first, blank)
+    return result
+
+
+@jinja2.pass_environment
+def _do_wordwrap(
+    environment: jinja2.Environment,
+    s: str,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    import textwrap
+
+    if wrapstring is None:
+        wrapstring = environment.newline_sequence
+    paragraphs = [
+        textwrap.wrap(
+            line,
+            width=width,
+            expand_tabs=False,
+            replace_whitespace=False,
+            break_long_words=break_long_words,
+            break_on_hyphens=break_on_hyphens,
+        )
+        for line in str(s).splitlines()
+    ]
+    _check_added("a word wrap", len(wrapstring) * sum(len(lines) for lines in paragraphs))
+    return wrapstring.join([wrapstring.join(lines) for lines in paragraphs])
+
+
+def _do_format(value: str, *args: Any, **kwargs: Any) -> str:
+    _check_percent(str(value), kwargs or args)
+    result: str = jinja2.filters.do_format(value, *args, **kwargs)
+    return result
+
+
+@jinja2.pass_eval_context
+def _do_join(
+    eval_ctx: jinja2.nodes.EvalContext, value: Any, d: str = "", attribute: Any = None
+) -> str:
+    items = list(value)
+    if attribute is not None:
+        items = list(map(jinja2.filters.make_attrgetter(eval_ctx.environment, attribute), items))
+    _check_join(str(d), items)  # the string items (others are not measured)
+    result: str = jinja2.filters.sync_do_join(eval_ctx, items, d)
+    return result
+
+
+@jinja2.pass_eval_context
+def _do_replace(
+    eval_ctx: jinja2.nodes.EvalContext, s: str, old: str, new: str, count: int | None = None
+) -> str:
+    _check_replace(str(s), str(old), str(new), -1 if count is None else count)
+    result: str = jinja2.filters.do_replace(eval_ctx, s, old, new, count)
+    return result
 
 
 def _power_too_large(base: Any, exponent: Any) -> bool:
@@ -132,6 +373,14 @@ def make_environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     del environment.filters["random"]
+    environment.filters.update(
+        center=_do_center,
+        indent=_do_indent,
+        wordwrap=_do_wordwrap,
+        format=_do_format,
+        join=_do_join,
+        replace=_do_replace,
+    )
     del environment.globals["lipsum"]
     return environment
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from nba_fast.cli import EXIT_CODES, main
 
@@ -40,6 +42,45 @@ def test_dry_run_writes_nothing(
     assert code == 0
     assert "dry run" in out
     assert not db.exists()
+
+
+SCORES_SQL = '{ sql = "SELECT customer_id, action_id, propensity FROM scores" }'
+
+
+def test_dry_run_with_sql_inputs_creates_no_database(
+    campaign: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A missing database: an error (the query has nothing to read), and no empty file left.
+    campaign.write_text(CAMPAIGN.replace('"propensities.parquet"', SCORES_SQL))
+    missing = tmp_path / "missing.db"
+    code, _, err = _run(capsys, "run", str(campaign), "--db", f"sqlite:///{missing}", "--dry-run")
+    assert code == 5, err
+    assert "read-only" in err
+    assert not missing.exists()
+
+
+def test_dry_run_leaves_an_sqlite_file_as_it_was(
+    campaign: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An existing database in rollback-journal mode: read, and left byte for byte as it was
+    # (not switched to WAL, no -wal/-shm files).
+    campaign.write_text(CAMPAIGN.replace('"propensities.parquet"', SCORES_SQL))
+    db = tmp_path / "scores.db"
+    scores = pq.read_table(campaign.parent / "propensities.parquet").to_pylist()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE scores (customer_id INTEGER, action_id TEXT, propensity REAL)")
+        conn.executemany(
+            "INSERT INTO scores VALUES (:customer_id, :action_id, :propensity)", scores
+        )
+    conn.close()
+    before = db.read_bytes()
+    code, out, err = _run(capsys, "run", str(campaign), "--db", f"sqlite:///{db}", "--dry-run")
+    assert code == 0, err
+    assert "dry run" in out
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("scores")) == [
+        "scores.db"
+    ]
 
 
 def test_run_id_conflict(

@@ -5,12 +5,14 @@ customer twice. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nba_fast.runner import PAUSE_ENV, PAUSE_STAGES, RunConflictError, run_campaign
+from nba_fast.store import LOCK_TIMEOUT_ENV, DatabaseError, Store
 
 from tests.runner.conftest import NOW, run_cli, start, table_rows, wait_for_pause
 
@@ -104,6 +106,39 @@ def test_two_runs_at_once_never_send_a_customer_twice(campaign: Path, db_url: st
     assert len(customers) > 0
     assert len(customers) == len(set(customers))
     assert {row["run_id"] for row in rows} == {"run-a"}  # run-b found everyone contacted
+
+
+def test_a_run_gives_up_waiting_for_the_lock_after_the_lock_timeout(
+    campaign: Path, db_url: str
+) -> None:
+    # The first holds the run lock (paused after deciding); the second waits 1 s, not 10 min.
+    first = start(
+        _args(campaign, db_url, "run-a"),
+        **{PAUSE_ENV: "decided", "NBA_FAST_TEST_PAUSE_SECONDS": "30"},
+    )
+    try:
+        wait_for_pause(first, "decided")
+        started = time.monotonic()
+        second = run_cli(_args(campaign, db_url, "run-b"), **{LOCK_TIMEOUT_ENV: "1"})
+        waited = time.monotonic() - started
+    finally:
+        first.kill()
+        first.communicate(timeout=30)
+    assert second.returncode == 5, second.stderr
+    assert "another run holds the run lock" in second.stderr
+    assert f"{LOCK_TIMEOUT_ENV}" in second.stderr
+    assert waited < 20  # process start-up and imports included
+    # The second claimed nothing (the killed first left its claim).
+    assert table_rows(db_url, "SELECT run_id FROM runs") == [{"run_id": "run-a"}]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_a_bad_lock_timeout_is_a_database_error_naming_the_variable(
+    sqlite_url: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, value)
+    with pytest.raises(DatabaseError, match=f"{LOCK_TIMEOUT_ENV}="):
+        Store(sqlite_url)
 
 
 def test_ctrl_c_rolls_back_and_exits_130(campaign: Path, sqlite_url: str) -> None:

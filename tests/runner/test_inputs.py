@@ -42,6 +42,27 @@ def test_file_formats_decide_alike(campaign: Path, tmp_path: Path, suffix: str) 
     assert _decisions(campaign, f"sqlite:///{tmp_path / 'other.db'}") == expected
 
 
+def test_a_customers_csv_with_only_a_header_is_a_run_with_no_customers(
+    campaign: Path, sqlite_url: str
+) -> None:
+    # No rows: nothing to infer the columns' types from (pyarrow reads them as null).
+    columns = pq.read_table(campaign.parent / "customers.parquet").column_names
+    (campaign.parent / "customers.csv").write_text(",".join(columns) + "\n")
+    campaign.write_text(CAMPAIGN.replace("customers.parquet", "customers.csv"))
+    report = run_campaign(campaign, db=sqlite_url, now=NOW, run_id="r")
+    assert (report.status, report.customers, report.decisions) == ("committed", 0, 0)
+    assert table_rows(sqlite_url, "SELECT count(*) AS n FROM action_details") == [{"n": 0}]
+    assert table_rows(sqlite_url, "SELECT run_id, status FROM runs") == [
+        {"run_id": "r", "status": "committed"}
+    ]
+    # Without propensities, the ids take the kind the database's tables hold (integers here).
+    text = CAMPAIGN.replace("customers.parquet", "customers.csv")
+    text = text.replace('propensities = "propensities.parquet"\n', "")
+    campaign.write_text(text.replace("treatment = ", "default_propensity = 0.1\ntreatment = "))
+    again = run_campaign(campaign, db=sqlite_url, now=NOW, run_id="r2")
+    assert (again.status, again.customers) == ("committed", 0)
+
+
 def test_sql_inputs(campaign: Path, db_url: str, tmp_path: Path) -> None:
     expected = _decisions(campaign, f"sqlite:///{tmp_path / 'parquet.db'}")
     with Store(db_url) as store, store.transaction():
