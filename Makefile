@@ -73,8 +73,8 @@ test-rust: ## cargo test -p nba_core (the pure-Rust core; no Python needed)
 test-python: build ## pytest over tests/ (PYTEST_ARGS='-m slow' for the slow ones)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-demo: build ## Build, then run examples/quickstart.py (100,000 customers; DEMO_ARGS=...)
-	$(PY) examples/quickstart.py $(DEMO_ARGS)
+demo: build ## Build, then run `nba-fast demo`: the U+ Bank story into SQLite (DEMO_ARGS=...)
+	$(PY) -m nba_fast demo $(DEMO_ARGS)
 
 bench: build-release ## Release build, pytest-benchmark over bench/, then bench/report.py (vs DuckDB, Polars; BENCH_ARGS=...)
 	$(PY) -m pytest bench -m benchmark

@@ -5,7 +5,17 @@ import importlib
 
 import pytest
 
-MODULES = ["nba_fast", "nba_fast.api", "nba_fast.config"]
+MODULES = [
+    "nba_fast",
+    "nba_fast.api",
+    "nba_fast.config",
+    "nba_fast.render",
+    "nba_fast.sms",
+    "nba_fast.campaign",
+    "nba_fast.store",
+    "nba_fast.demo_data",
+    "nba_fast.templating",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -21,6 +21,8 @@ from nba_fast.config import (
     load_catalog,
     load_policies,
 )
+from nba_fast.render import TemplateError, load_treatments, render
+from nba_fast.sms import sms_segments
 
 __version__: str = _core.__version__
 
@@ -43,8 +45,12 @@ __all__ = [
     "NbaFastError",
     "RuleError",
     "SchemaError",
+    "TemplateError",
     "VolumeCap",
     "load_caps",
     "load_catalog",
     "load_policies",
+    "load_treatments",
+    "render",
+    "sms_segments",
 ]
