@@ -76,9 +76,9 @@ test-python: build ## pytest over tests/ (PYTEST_ARGS='-m slow' for the slow one
 demo: build ## Build, then run `nba-fast demo`: the U+ Bank story into SQLite (DEMO_ARGS=...)
 	$(PY) -m nba_fast demo $(DEMO_ARGS)
 
-bench: build-release ## Release build, then bench/bench_decide.py (1M x 10) and bench/bench_policies.py (2M, 20M events)
-	$(PY) bench/bench_decide.py $(BENCH_ARGS)
-	$(PY) bench/bench_policies.py
+bench: build-release ## Release build, pytest-benchmark over bench/, then bench/report.py (vs DuckDB, Polars; BENCH_ARGS=...)
+	$(PY) -m pytest bench -m benchmark
+	$(PY) bench/report.py $(BENCH_ARGS)
 
 format: venv ## Rewrite the code in house style: cargo fmt, ruff --fix, ruff format
 	$(CARGO) fmt --all

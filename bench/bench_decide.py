@@ -6,7 +6,7 @@ action with an SQL eligibility rule, a propensity matrix and a do-not-contact li
 which is far slower, once on the first 20,000 customers, and its per-customer rate is compared
 with the Rust engine's. Both engines must give the same decisions and funnel on that sample.
 
-Prints a markdown table and writes the figures to ``bench/results/latest.json``.
+Prints a markdown table and writes the figures to ``bench/results/decide.json``.
 Run it with ``make bench`` (a release build); it refuses an unoptimised one.
 """
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 from generate import NOW, bank_segment
 from nba_fast import _core, reference
 
-RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "decide.json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -196,8 +196,8 @@ def bank_segment(
     return customers, actions, propensities, do_not_contact
 
 
-def _customers(rng: np.random.Generator, n: int) -> pa.Table:
-    ids = np.arange(1, n + 1, dtype=np.int64)
+def _customers(rng: np.random.Generator, n: int, first_id: int = 1) -> pa.Table:
+    ids = np.arange(first_id, first_id + n, dtype=np.int64)
     ages = np.clip(rng.normal(44.0, 17.0, n), 16, 95).astype(np.int32)
     scores = np.clip(rng.normal(690.0, 70.0, n), 300, 850).astype(np.int32)
     no_score = rng.random(n) < 0.03

@@ -152,6 +152,29 @@ def test_capped_out_customers_fall_back(engine_cls: Any) -> None:
     assert funnel[("selected", "loan")] == 2
 
 
+@pytest.mark.parametrize("engine_cls", [RUST, REFERENCE])
+@pytest.mark.parametrize(("silver", "named"), [(0.9, "channel:email"), (0.5, "action:gold")])
+def test_a_turned_down_candidate_names_the_first_cap_full_at_its_turn(
+    engine_cls: Any, silver: float, named: str
+) -> None:
+    # Customer 1's gold (priority 1.5) is in a cap full from the start (max 0) and in the email
+    # cap, which customer 0's silver fills, before gold's turn when silver's priority is 1.8,
+    # after it when 1.0. The email cap can take every email candidate left once gold is out,
+    # so it fills only after the ordered part of the greedy: the cap named must still be the
+    # first full at gold's turn, in the caps' order (DESIGN.md §3, as the reference sorts).
+    catalog = [dict(a) for a in CATALOG]
+    catalog[1]["eligibility"] = "customer_id = 0"
+    caps = [{"scope": "channel:email", "max": 1}, {"scope": "action:gold", "max": 0}]
+    props = np.array([[0.0, silver, 0.0], [0.5, 0.0, 0.3]])
+    result = engine_cls(catalog, caps=caps).decide(people(2), propensities=props, now=NOW)
+    picks = {r["customer_id"]: r["action_id"] for r in result.decisions.to_pylist()}
+    assert picks == {0: "silver", 1: "loan"}
+    funnel = {(r["stage"], r["action_id"]): r["count"] for r in result.funnel.to_pylist()}
+    other = "action:gold" if named == "channel:email" else "channel:email"
+    assert funnel[(f"capped:{named}", "gold")] == 1
+    assert funnel.get((f"capped:{other}", "gold"), 0) == 0
+
+
 def test_cap_usage_and_report() -> None:
     props = np.full((4, 3), 0.5)
     result = RUST(CATALOG, caps=[VolumeCap("all", 3), VolumeCap("channel:sms", 10)]).decide(

@@ -152,6 +152,12 @@ struct Ledger<'a> {
     open_count: usize,
     /// Per cap: its candidates (by index), for when it fills.
     members: Vec<Vec<u32>>,
+    /// The order key of the candidate being accepted (0 before the first).
+    now: u128,
+    /// Per cap: the order key of the candidate whose acceptance filled it (0: full from the
+    /// start; `u128::MAX`: not full). A candidate coming up at key `k` finds cap `c` full
+    /// exactly when `filled_at[c] < k`, as caps never empty.
+    filled_at: Vec<u128>,
 }
 
 impl<'a> Ledger<'a> {
@@ -163,7 +169,17 @@ impl<'a> Ledger<'a> {
     ) -> Self {
         let n = lists.priority.len();
         let mut free = vec![0u64; caps.len()];
-        let mut members: Vec<Vec<u32>> = vec![Vec::new(); caps.len()];
+        for slots in lists.slots {
+            for &c in slots.iter().filter(|&&c| c != NO_CAP && live[c as usize]) {
+                free[c as usize] += 1;
+            }
+        }
+        // Sized up front: growing them by doubling would copy and fault in every page again.
+        let mut members: Vec<Vec<u32>> = free
+            .iter()
+            .map(|&count| Vec::with_capacity(count as usize))
+            .collect();
+        free.iter_mut().for_each(|f| *f = 0);
         for (x, slots) in lists.slots.iter().enumerate() {
             for &c in slots.iter().filter(|&&c| c != NO_CAP && live[c as usize]) {
                 free[c as usize] += 1;
@@ -184,6 +200,8 @@ impl<'a> Ledger<'a> {
             open,
             open_count,
             members,
+            now: 0,
+            filled_at: vec![u128::MAX; caps.len()],
         };
         for (c, &max) in caps.max.iter().enumerate() {
             if live[c] && max == 0 {
@@ -233,6 +251,7 @@ impl<'a> Ledger<'a> {
     /// Cap `f` is full: its undecided candidates are blocked, which frees the other caps.
     fn filled(&mut self, f: usize) {
         self.close(f);
+        self.filled_at[f] = self.now;
         let members = std::mem::take(&mut self.members[f]);
         for &x in &members {
             let x = x as usize;
@@ -311,15 +330,27 @@ fn greedy_by(
     let mut taken = vec![0usize; customers];
     let mut ledger = Ledger::new(lists, caps, live, walk);
 
-    // Walks customer `i` from position `pos`, accepting candidates in no cap that can fill;
+    // Candidates turned down before their turn (see `advance`), as (customer, walk position).
+    let mut early: Vec<(u32, u32)> = Vec::new();
+    // Walks customer `i` from position `pos`, accepting candidates in no cap that can fill and
+    // turning down those in a cap already full (it stays full, and the customer's taken count
+    // cannot change before their turn: only their own later candidates could change it);
     // returns the position of the next candidate that needs the global order, if any.
     let advance = |i: usize,
                    mut pos: usize,
                    ledger: &mut Ledger<'_>,
                    accepted: &mut [bool],
-                   taken: &mut [usize]| {
+                   taken: &mut [usize],
+                   early: &mut Vec<(u32, u32)>| {
         while taken[i] < m && pos < lists.starts[i + 1] {
             let x = walk[pos] as usize;
+            if ledger.blocked[x] {
+                // Which cap turned it down is settled once every fill time is known.
+                early.push((i as u32, pos as u32));
+                ledger.settle(pos);
+                pos += 1;
+                continue;
+            }
             if ledger.is_live(x) {
                 return Some(pos);
             }
@@ -338,7 +369,8 @@ fn greedy_by(
 
     let mut heads: Vec<(u128, u32, u32)> = Vec::new();
     for i in 0..customers {
-        if let Some(pos) = advance(i, lists.starts[i], &mut ledger, &mut accepted, &mut taken) {
+        let start = lists.starts[i];
+        if let Some(pos) = advance(i, start, &mut ledger, &mut accepted, &mut taken, &mut early) {
             heads.push((key(i, pos), i as u32, pos as u32));
         }
     }
@@ -364,12 +396,21 @@ fn greedy_by(
         if full == NO_CAP {
             accepted[x] = true;
             taken[i] += 1;
+            ledger.now = key(i, pos);
             ledger.accept(pos);
         } else {
             rejected_by[x] = full;
             ledger.settle(pos);
         }
-        if let Some(next) = advance(i, pos + 1, &mut ledger, &mut accepted, &mut taken) {
+        let next = advance(
+            i,
+            pos + 1,
+            &mut ledger,
+            &mut accepted,
+            &mut taken,
+            &mut early,
+        );
+        if let Some(next) = next {
             follow_ups.push(Reverse((key(i, next), i as u32, next as u32)));
         }
     }
@@ -393,9 +434,10 @@ fn greedy_by(
         .chain(follow_ups.into_iter().map(|r| (r.0 .1, r.0 .2)))
         .collect();
     pending.par_sort_unstable();
-    let decided: Vec<(u32, u32)> = pending
+    let decided: Vec<(u32, u32, u32)> = pending
         .par_iter()
         .flat_map_iter(|&(i, pos)| {
+            let customer = i;
             let i = i as usize;
             let mut room = m - taken[i];
             let mut out = Vec::new();
@@ -403,7 +445,7 @@ fn greedy_by(
             while room > 0 && pos < lists.starts[i + 1] {
                 let x = walk[pos] as usize;
                 let by = first_full(x);
-                out.push((x as u32, by));
+                out.push((customer, pos as u32, by));
                 if by == NO_CAP {
                     room -= 1;
                 }
@@ -412,11 +454,13 @@ fn greedy_by(
             out
         })
         .collect();
-    for (x, by) in decided {
+    for (i, pos, by) in decided {
+        let x = walk[pos as usize] as usize;
         if by == NO_CAP {
-            accepted[x as usize] = true;
+            accepted[x] = true;
         } else {
-            rejected_by[x as usize] = by;
+            // Named below, once every fill time is known.
+            early.push((i, pos));
         }
     }
     let mut used = vec![0u64; caps.len()];
@@ -426,6 +470,62 @@ fn greedy_by(
         for &c in lists.slots[x].iter().filter(|&&c| c != NO_CAP) {
             used[c as usize] += 1;
         }
+    }
+    // A cap that could no longer fill may still have filled exactly after the ordered phase:
+    // it filled at its last accepted candidate in the global order.
+    let mut filled_at = ledger.filled_at.clone();
+    let late: Vec<usize> = (0..caps.len())
+        .filter(|&c| live[c] && filled_at[c] == u128::MAX && used[c] >= caps.max[c])
+        .collect();
+    if !late.is_empty() {
+        let last = (0..customers)
+            .into_par_iter()
+            .fold(
+                || vec![0u128; caps.len()],
+                |mut last, i| {
+                    let (first, end) = (lists.starts[i], lists.starts[i + 1]);
+                    for (pos, &x) in walk[first..end].iter().enumerate() {
+                        let (pos, x) = (first + pos, x as usize);
+                        if accepted[x] {
+                            for &c in lists.slots[x].iter().filter(|&&c| c != NO_CAP) {
+                                let k = key(i, pos);
+                                last[c as usize] = last[c as usize].max(k);
+                            }
+                        }
+                    }
+                    last
+                },
+            )
+            .reduce(
+                || vec![0u128; caps.len()],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x = (*x).max(*y));
+                    a
+                },
+            );
+        for c in late {
+            filled_at[c] = last[c];
+        }
+    }
+    // Candidates turned down early or after the ordered phase: the first cap, in the caps'
+    // order, already full when their turn (their order key) came, as if they had waited for it
+    // (in the ordered phase `first_full` saw exactly that).
+    let named: Vec<(u32, u32)> = early
+        .par_iter()
+        .map(|&(i, pos)| {
+            let x = walk[pos as usize] as usize;
+            let turn = key(i as usize, pos as usize);
+            let by = lists.slots[x]
+                .iter()
+                .filter(|&&c| c != NO_CAP && live[c as usize] && filled_at[c as usize] < turn)
+                .min()
+                .copied()
+                .unwrap_or(NO_CAP);
+            (x as u32, by)
+        })
+        .collect();
+    for (x, by) in named {
+        rejected_by[x as usize] = by;
     }
     Allocated {
         accepted,
@@ -791,6 +891,32 @@ mod tests {
         let best = optimal(&lists, &caps, 1, PriceSearch::default());
         assert_eq!(best.objective, 10.0);
         assert!(best.dual_bound.unwrap() >= 10.0 - 1e-9);
+    }
+
+    #[test]
+    fn a_candidate_turned_down_early_names_the_caps_full_at_its_turn() {
+        // Caps: #0 email ≤ 1, #1 action a0 ≤ 0 (full from the start). Customer 1's a0 (email)
+        // is turned down as soon as it is reached; which cap it names depends on whether the
+        // email cap had filled by its turn, as in the plain definition (`nba_fast.reference`).
+        for (other, expected) in [(10.0, 0), (5.0, 1)] {
+            // Customer 0: a2 (email) at `other`. Customer 1: a0 (email) 9.0, a1 (sms) 1.0.
+            let data = vec![vec![(2, other)], vec![(0, 9.0), (1, 1.0)]];
+            let caps = [("channel:email", 1), ("action:a0", 0)];
+            let (starts, priority, tie, slots, caps) = setup(&data, &caps);
+            let ordinal = [0, 1];
+            let lists = Lists {
+                starts: &starts,
+                ordinal: &ordinal,
+                priority: &priority,
+                tie: &tie,
+                slots: &slots,
+            };
+            let result = greedy(&lists, &caps, 1);
+            assert_eq!(result.accepted, vec![true, false, true], "other {other}");
+            assert_eq!(result.rejected_by[1], expected, "other {other}");
+            assert_eq!(result.rejected_by[0], NO_CAP);
+            assert_eq!(result.used, vec![1, 0]);
+        }
     }
 
     #[test]
