@@ -21,13 +21,11 @@ from typing import Any
 
 import nba_fast as nba
 import pyarrow as pa
+from nba_fast.cli import KEEP_STAGES, format_table, funnel_totals
 
 # The generator lives with the benchmarks so that the demo and the figures share their data.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from generate import NOW, bank_segment
-
-# Stages that keep candidates, in pipeline order; every other funnel stage is a drop reason.
-KEEP_STAGES = ("candidate", "eligible", "contactable", "not_suppressed", "top_choice", "selected")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,17 +86,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def funnel_totals(funnel: pa.Table, candidates: int) -> pa.Table:
-    """The funnel summed over actions: one row per stage, drops indented under their stage."""
-    totals: dict[str, int] = {}
-    for row in funnel.to_pylist():
-        totals[row["stage"]] = totals.get(row["stage"], 0) + row["count"]
-    stages = [stage if stage in KEEP_STAGES else f"  - {stage}" for stage in totals]
-    counts = list(totals.values())
-    shares = [f"{100.0 * count / candidates:5.1f} %" if candidates else "" for count in counts]
-    return pa.table({"stage": stages, "count": counts, "of candidates": shares})
-
-
 def funnel_per_action(funnel: pa.Table, action_ids: list[str]) -> pa.Table:
     """The keep stages as columns, one row per action in catalog order."""
     counts: dict[tuple[str, str], int] = {
@@ -108,42 +95,6 @@ def funnel_per_action(funnel: pa.Table, action_ids: list[str]) -> pa.Table:
     for stage in KEEP_STAGES:
         columns[stage] = [counts.get((stage, action_id), 0) for action_id in action_ids]
     return pa.table(columns)
-
-
-def format_table(table: pa.Table) -> str:
-    """A plain-text table: numbers right-aligned with thousands separators, text left-aligned."""
-    header = list(table.column_names)
-    cells = [[_cell(value) for value in table.column(name).to_pylist()] for name in header]
-    numeric = [
-        pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-        for field in table.schema
-    ]
-    widths = [
-        max([len(name), *(len(cell) for cell in column)])
-        for name, column in zip(header, cells, strict=True)
-    ]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            value.rjust(width) if right else value.ljust(width)
-            for value, width, right in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    rows = [line(header), line(["-" * width for width in widths])]
-    rows += [line(row) for row in zip(*cells, strict=True)]
-    return "\n".join(rows)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 1 else f"{value:,.2f}"
-    return str(value)
 
 
 if __name__ == "__main__":
