@@ -220,13 +220,25 @@ def events(draw: st.DrawFn, n_customers: int) -> pa.Table:
     return history(rows)
 
 
+def relabel(table: pa.Table, scale: int) -> pa.Table:
+    """`table` with every customer_id multiplied by `scale`."""
+    ids = pa.array([c * scale for c in table["customer_id"].to_pylist()], pa.int64())
+    return table.set_column(table.schema.get_field_index("customer_id"), "customer_id", ids)
+
+
+# How customer ids are spread: a compact range (the engine's dense history index), negative
+# ids, and ids too far apart for it (the hashed index).
+ID_SCALES = [1, -1, 10**15]
+
+
 @given(data=st.data())
 def test_rust_matches_reference_on_random_histories(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 6))
     caps = data.draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=n, max_size=n))
-    table = customers(n, cap=pa.array(caps, pa.int64()))
+    scale = data.draw(st.sampled_from(ID_SCALES))
+    table = relabel(customers(n, cap=pa.array(caps, pa.int64())), scale)
     chosen = data.draw(policies())
-    hist = data.draw(events(n))
+    hist = relabel(data.draw(events(n)), scale)
     max_per_customer = data.draw(st.integers(1, 3))
     results = [
         guarded(
@@ -243,7 +255,7 @@ def test_rust_matches_reference_on_random_histories(data: st.DataObject) -> None
         assert_same_result(rust, reference)
     # And arbitrate over the same expanded candidates agrees too.
     candidates = pa.table({
-        "customer_id": [c for c in range(1, n + 1) for _ in CATALOG],
+        "customer_id": [c * scale for c in range(1, n + 1) for _ in CATALOG],
         "action_id": [a["id"] for _ in range(n) for a in CATALOG],
         "propensity": [a["default_propensity"] for _ in range(n) for a in CATALOG],
         "cap": [caps[c] for c in range(n) for _ in CATALOG],

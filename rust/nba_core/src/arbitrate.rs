@@ -248,7 +248,7 @@ impl Context<'_> {
                 Some(history) => history.for_customer(&c.ids, rows[0] as usize),
                 None => &[],
             };
-            scratch.clear();
+            scratch.start(events);
             scored.clear();
             for &row in rows {
                 let row_usize = row as usize;

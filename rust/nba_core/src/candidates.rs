@@ -12,7 +12,7 @@ use crate::contact::Contactability;
 use crate::error::Result;
 use crate::funnel::{Drop, FunnelCounts};
 use crate::ids::IdColumn;
-use crate::policy::{PolicyStage, Scratch};
+use crate::policy::{PolicyStage, Verdicts};
 use crate::priority::priority;
 use crate::propensity::Propensities;
 use crate::rank::{rank_in_place, Scored};
@@ -91,7 +91,7 @@ pub(crate) fn decide_batch(
 
     let thresholds_columns = plan.policies.threshold_columns(batch, "customers")?;
     let mut thresholds: Vec<u32> = Vec::with_capacity(plan.policies.policies.len());
-    let mut scratch = Scratch::default();
+    let mut verdicts = Verdicts::default();
     let mut funnel = FunnelCounts::new(actions, plan.policies.policies.len());
     funnel
         .candidates
@@ -131,14 +131,20 @@ pub(crate) fn decide_batch(
             }
         };
         let events = histories.get(row).copied().unwrap_or(&[]);
-        scratch.clear();
         if !plan.policies.policies.is_empty() {
+            // Every customer's: a bad value is an error whatever the candidates.
             plan.policies.thresholds_for(
                 &thresholds_columns,
                 row,
                 &|| ids.display(row),
                 &mut thresholds,
             )?;
+        }
+        // Worked out when the customer's first candidate reaches the policies: most of a
+        // customer's events are a cache miss, not worth taking for one with no such candidate.
+        if !plan.policies.policies.is_empty() {
+            plan.policies
+                .verdicts(events, &thresholds, plan.now_us, &mut verdicts);
         }
         scored.clear();
         for (a, action) in catalog.actions().iter().enumerate() {
@@ -160,14 +166,8 @@ pub(crate) fn decide_batch(
             }
             let applicable = plan.action_policies[a];
             if applicable != 0 {
-                let dropped_by = plan.policies.first_drop(
-                    applicable,
-                    &plan.action_codes[a],
-                    events,
-                    &thresholds,
-                    plan.now_us,
-                    &mut scratch,
-                );
+                let dropped_by =
+                    verdicts.first_drop(&plan.policies, applicable, &plan.action_codes[a]);
                 if let Some(p) = dropped_by {
                     funnel.suppressed[p][a] += 1;
                     continue;

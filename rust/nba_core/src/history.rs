@@ -57,15 +57,47 @@ pub struct Event {
     pub policies: u64,
 }
 
-/// The history's events, in partitions by customer id hash.
+/// The history's events grouped by customer, each customer's ascending by time.
 #[derive(Debug)]
 pub struct History {
-    partitions: Vec<Partition>,
-    bits: u32,
-    /// String ids, per chunk of input rows: a string id's key is `chunk << 32 | row`. Empty
-    /// for integer ids, whose key is the id itself.
-    strings: Vec<StringArray>,
+    index: Index,
 }
+
+/// How a customer finds their events.
+#[derive(Debug)]
+enum Index {
+    /// Integer ids in a range not much wider than the events, in ranges of `2^shift` ids:
+    /// customer `base + i` is slot `i`, its events those of its slot in range `i >> shift`
+    /// (see [`DenseRange`]). A lookup is two adjacent loads, and customers in id order read the
+    /// events in order (counting sorts build it, with no hashing).
+    Dense {
+        base: i64,
+        /// log2 of the ids per range.
+        shift: u32,
+        ranges: Vec<DenseRange>,
+    },
+    /// Any ids: partitions by id hash, each a hash table of customers.
+    Hashed {
+        partitions: Vec<Partition>,
+        bits: u32,
+        /// String ids, per chunk of input rows: a string id's key is `chunk << 32 | row`.
+        /// Empty for integer ids, whose key is the id itself.
+        strings: Vec<StringArray>,
+    },
+}
+
+/// One range of the dense index: slot `s` (counted from the range's first id) has
+/// `events[offsets[s]..offsets[s + 1]]`.
+#[derive(Debug)]
+struct DenseRange {
+    offsets: Vec<u32>,
+    events: Vec<Event>,
+}
+
+/// The dense index is used when the id range is at most this many slots per kept event
+/// (plus [`DENSE_SLACK`]): its offsets then cost at most 4 bytes × this per event.
+const DENSE_SLOTS_PER_EVENT: u64 = 8;
+const DENSE_SLACK: u64 = 1 << 16;
 
 /// log2 of the number of partitions: enough to keep every core busy and each table small.
 const PARTITION_BITS: u32 = 6;
@@ -75,8 +107,10 @@ const CHUNK_ROWS: usize = 1 << 18;
 
 #[inline]
 fn partition_of(hash: u64, bits: u32) -> usize {
-    // The top bits: hashbrown uses the low ones for buckets and the next 7 as tags.
-    (hash >> (64 - bits)) as usize
+    // Middle bits: hashbrown picks buckets by the low bits (fewer than 32 of them for any table
+    // here) and tags entries by the top 7, which must vary within a partition or every probe
+    // compares keys of entries whose tags collide.
+    ((hash >> 32) & ((1 << bits) - 1)) as usize
 }
 
 /// A kept event with its customer: the id's hash and key (see [`History::strings`]).
@@ -201,7 +235,7 @@ struct Reader<'a> {
     now_us: i64,
     /// The earliest horizon: no policy counts an event at or before it.
     oldest: i64,
-    bits: u32,
+    route: Route,
 }
 
 /// A string column's codes, row by row; a dictionary column maps each dictionary entry once
@@ -312,15 +346,46 @@ impl DictKeys {
     }
 }
 
-/// What one chunk of input rows keeps: its events by partition, and its string ids.
+/// How kept events are routed while they are read (decided before reading).
+#[derive(Clone, Copy)]
+enum Route {
+    /// To ranges of `2^shift` integer ids from `low` ([`Index::Dense`]).
+    Dense { low: i64, shift: u32, ranges: usize },
+    /// To `2^bits` partitions by id hash ([`Index::Hashed`]).
+    Hashed { bits: u32 },
+}
+
+/// One chunk's kept events, routed.
+enum Parts {
+    /// Per range of ids: (slot, event), the slot counted from the dense index's first id.
+    Dense(Vec<Vec<(u32, Event)>>),
+    /// Per hash partition.
+    Hashed(Vec<Vec<Keyed>>),
+}
+
+/// Where the reader puts a chunk's kept events: [`Parts`] with what routing them needs.
+enum Sink<'a> {
+    Dense {
+        ids: &'a arrow_array::Int64Array,
+        low: i64,
+        shift: u32,
+        parts: Vec<Vec<(u32, Event)>>,
+    },
+    Hashed {
+        bits: u32,
+        parts: Vec<Vec<Keyed>>,
+    },
+}
+
+/// What one chunk of input rows keeps: its events, routed, and its string ids.
 struct Chunk {
-    parts: Vec<Vec<Keyed>>,
+    parts: Parts,
     strings: Option<StringArray>,
 }
 
 impl Reader<'_> {
     /// Validates one chunk (rows `first_row..` of the whole history) and keeps the events some
-    /// policy counts, routed to their partitions.
+    /// policy counts.
     fn read(&self, batch: &RecordBatch, first_row: usize, chunk: usize) -> Result<Chunk> {
         let ids = column(batch, "customer_id")?;
         if IdKind::of(ids.data_type()).is_some_and(|k| k != self.customer_kind) {
@@ -342,15 +407,45 @@ impl Reader<'_> {
         let outcomes = Coder::new(column(batch, "outcome")?, "outcome", 0u64, |v| {
             self.outcome_masks.get(v).copied().unwrap_or(0)
         })?;
-        let mut parts: Vec<Vec<Keyed>> = vec![Vec::new(); 1 << self.bits];
-        let filter = self.filter;
+        let n = batch.num_rows();
         let time_nulls = times.null_count() > 0;
-        for row in 0..batch.num_rows() {
-            if time_nulls && times.is_null(row) {
+        if time_nulls {
+            if let Some(row) = (0..n).find(|&row| times.is_null(row)) {
                 let row = first_row + row;
                 return Err(data_err!("history: timestamp is null in row {row}"));
             }
-            let time = times.value(row);
+        }
+        // Row at a time, each field read only for the rows still kept: most rows are dropped
+        // by time or outcome before their other fields matter.
+        let mut sink = match (self.route, &ids) {
+            (Route::Dense { low, shift, ranges }, IdColumn::Int(a)) => {
+                // Room for an even share of the rows: most ranges never grow.
+                let share = n / ranges / 2 + 16;
+                Sink::Dense {
+                    ids: a,
+                    low,
+                    shift,
+                    parts: (0..ranges).map(|_| Vec::with_capacity(share)).collect(),
+                }
+            }
+            (Route::Dense { .. }, IdColumn::Str(_)) => {
+                // Dense routing is chosen only for integer ids; the kind check above rejects
+                // a chunk of strings among them.
+                return Err(schema_err!(
+                    "history: customer_id is strings but the customers' customer_id is integers"
+                ));
+            }
+            (Route::Hashed { bits }, _) => {
+                let share = (n >> bits) / 2 + 16;
+                Sink::Hashed {
+                    bits,
+                    parts: (0..1 << bits).map(|_| Vec::with_capacity(share)).collect(),
+                }
+            }
+        };
+        let time_values = times.values();
+        let filter = self.filter;
+        for (row, &time) in time_values.iter().enumerate() {
             if time > self.now_us || time <= self.oldest {
                 continue;
             }
@@ -361,36 +456,50 @@ impl Reader<'_> {
             let channel = fields[3].get(row);
             let mut policies = 0u64;
             for (p, wanted) in filter.channels.iter().enumerate() {
-                let counted = by_outcome & (1 << p) != 0
+                let counts = by_outcome & (1 << p) != 0
                     && time > filter.horizons[p]
                     && wanted.is_none_or(|c| c == channel && channel != NO_CODE);
-                if counted {
+                if counts {
                     policies |= 1 << p;
                 }
             }
             if policies == 0 {
                 continue;
             }
-            let hash = ids.hash_at(row);
-            let key = match &ids {
-                IdColumn::Int(a) => a.value(row) as u64,
-                IdColumn::Str(_) => ((chunk as u64) << 32) | row as u64,
+            let event = Event {
+                time,
+                codes: [
+                    fields[0].get(row),
+                    fields[1].get(row),
+                    fields[2].get(row),
+                    channel,
+                ],
+                policies,
             };
-            parts[partition_of(hash, self.bits)].push(Keyed {
-                hash,
-                key,
-                event: Event {
-                    time,
-                    codes: [
-                        fields[0].get(row),
-                        fields[1].get(row),
-                        fields[2].get(row),
-                        channel,
-                    ],
-                    policies,
-                },
-            });
+            match &mut sink {
+                Sink::Dense {
+                    ids,
+                    low,
+                    shift,
+                    parts,
+                } => {
+                    let slot = ids.value(row).wrapping_sub(*low) as u64 as usize;
+                    parts[slot >> *shift].push((slot as u32, event));
+                }
+                Sink::Hashed { bits, parts } => {
+                    let hash = ids.hash_at(row);
+                    let key = match &ids {
+                        IdColumn::Int(a) => a.value(row) as u64,
+                        IdColumn::Str(_) => ((chunk as u64) << 32) | row as u64,
+                    };
+                    parts[partition_of(hash, *bits)].push(Keyed { hash, key, event });
+                }
+            }
         }
+        let parts = match sink {
+            Sink::Dense { parts, .. } => Parts::Dense(parts),
+            Sink::Hashed { parts, .. } => Parts::Hashed(parts),
+        };
         let strings = match ids {
             IdColumn::Str(a) => Some(a),
             IdColumn::Int(_) => None,
@@ -422,7 +531,9 @@ fn offset_rows(err: crate::error::NbaError, first_row: usize) -> crate::error::N
 impl History {
     /// Validates and indexes the history; events after `now_us`, and events no policy counts
     /// (by channel, outcome or horizon), are left out. Runs on the caller's rayon pool: chunks
-    /// of rows are read in parallel, then each partition is grouped in parallel.
+    /// of rows are read in parallel, then grouped by customer: by a counting sort when the
+    /// ids are integers in a range not much wider than the events kept ([`Index::Dense`]),
+    /// else in hash partitions grouped in parallel.
     pub fn build(
         batches: &[RecordBatch],
         customer_kind: IdKind,
@@ -437,7 +548,7 @@ impl History {
                 *outcome_masks.entry(outcome.as_str()).or_insert(0) |= 1 << p;
             }
         }
-        let bits = PARTITION_BITS;
+        let route = route(batches, customer_kind);
         let reader = Reader {
             customer_kind,
             codes,
@@ -445,7 +556,7 @@ impl History {
             outcome_masks,
             now_us,
             oldest: filter.horizons.iter().copied().min().unwrap_or(i64::MAX),
-            bits,
+            route,
         };
         let mut slices: Vec<(RecordBatch, usize)> = Vec::new();
         let mut offset = 0usize;
@@ -472,50 +583,52 @@ impl History {
             .collect();
         // The first error in row order, whichever worker found it first.
         let chunks: Vec<Chunk> = read.into_iter().collect::<Result<_>>()?;
-        let strings: Vec<StringArray> = match customer_kind {
-            IdKind::Str => chunks
-                .iter()
-                .map(|c| {
-                    c.strings
-                        .clone()
-                        .unwrap_or_else(|| StringArray::from(Vec::<&str>::new()))
-                })
-                .collect(),
-            IdKind::Int => Vec::new(),
+        let index = match route {
+            Route::Dense { low, shift, ranges } => dense_index(chunks, low, shift, ranges),
+            Route::Hashed { bits } => hashed_index(chunks, customer_kind, bits),
         };
-        let keys = Keys { strings: &strings };
-        let partitions = (0..1usize << bits)
-            .into_par_iter()
-            .map(|p| {
-                let parts: Vec<&[Keyed]> = chunks.iter().map(|c| c.parts[p].as_slice()).collect();
-                Partition::build(&parts, keys)
-            })
-            .collect();
-        drop(chunks);
-        Ok(Self {
-            partitions,
-            bits,
-            strings,
-        })
+        Ok(Self { index })
     }
 
     /// The counted events of customer `ids[row]`, ascending by time.
     #[inline]
     pub fn for_customer(&self, ids: &IdColumn, row: usize) -> &[Event] {
-        let hash = ids.hash_at(row);
-        let partition = &self.partitions[partition_of(hash, self.bits)];
-        let keys = Keys {
-            strings: &self.strings,
-        };
-        let found = partition.table.find(hash, |&(key, _, _)| match ids {
-            IdColumn::Int(a) => key as i64 == a.value(row) && keys.strings.is_empty(),
-            IdColumn::Str(a) => !keys.strings.is_empty() && keys.text(key) == a.value(row),
-        });
-        match found {
-            Some(&(_, start, len)) => {
-                &partition.events[start as usize..start as usize + len as usize]
+        match &self.index {
+            Index::Dense {
+                base,
+                shift,
+                ranges,
+            } => {
+                let IdColumn::Int(a) = ids else { return &[] };
+                let slot = a.value(row).wrapping_sub(*base) as u64 as usize;
+                let Some(range) = ranges.get(slot >> shift) else {
+                    return &[];
+                };
+                let local = slot & ((1 << shift) - 1);
+                match (range.offsets.get(local), range.offsets.get(local + 1)) {
+                    (Some(&start), Some(&end)) => &range.events[start as usize..end as usize],
+                    _ => &[],
+                }
             }
-            None => &[],
+            Index::Hashed {
+                partitions,
+                bits,
+                strings,
+            } => {
+                let hash = ids.hash_at(row);
+                let partition = &partitions[partition_of(hash, *bits)];
+                let keys = Keys { strings };
+                let found = partition.table.find(hash, |&(key, _, _)| match ids {
+                    IdColumn::Int(a) => key as i64 == a.value(row) && keys.strings.is_empty(),
+                    IdColumn::Str(a) => !keys.strings.is_empty() && keys.text(key) == a.value(row),
+                });
+                match found {
+                    Some(&(_, start, len)) => {
+                        &partition.events[start as usize..start as usize + len as usize]
+                    }
+                    None => &[],
+                }
+            }
         }
     }
 
@@ -525,6 +638,153 @@ impl History {
         (0..ids.len())
             .map(|row| self.for_customer(ids, row))
             .collect()
+    }
+}
+
+/// How to route the history's events: by id range when every `customer_id` is an integer and
+/// their range is at most [`DENSE_SLOTS_PER_EVENT`] slots per row (plus [`DENSE_SLACK`]),
+/// else by hash. A column that is not integers is left for the reader to reject.
+fn route(batches: &[RecordBatch], customer_kind: IdKind) -> Route {
+    let hashed = Route::Hashed {
+        bits: PARTITION_BITS,
+    };
+    if customer_kind != IdKind::Int {
+        return hashed;
+    }
+    let (mut low, mut high, mut rows) = (i64::MAX, i64::MIN, 0u64);
+    for batch in batches {
+        let Some(ids) = batch.column_by_name("customer_id") else {
+            return hashed;
+        };
+        if !ids.data_type().is_integer() {
+            return hashed;
+        }
+        let Ok(ids) = arrow_cast::cast(ids, &DataType::Int64) else {
+            return hashed;
+        };
+        let ids = ids.as_primitive::<arrow_array::types::Int64Type>();
+        // Nulls (rejected by the reader) may hold anything: the range covers them too.
+        let (min, max) = ids
+            .values()
+            .iter()
+            .fold((low, high), |(min, max), &id| (min.min(id), max.max(id)));
+        (low, high) = (min, max);
+        rows += batch.num_rows() as u64;
+    }
+    if low > high {
+        return hashed;
+    }
+    let span = (high as i128 - low as i128 + 1) as u128;
+    let most = (rows as u128) * DENSE_SLOTS_PER_EVENT as u128 + DENSE_SLACK as u128;
+    if span > most || span >= u32::MAX as u128 || rows >= u32::MAX as u64 {
+        return hashed;
+    }
+    let span = span as usize;
+    // Ranges of 2^shift ids: a few hundred of them at most, of at least a thousand ids.
+    let shift = (usize::BITS - span.leading_zeros())
+        .saturating_sub(8)
+        .max(10);
+    Route::Dense {
+        low,
+        shift,
+        ranges: ((span - 1) >> shift) + 1,
+    }
+}
+
+/// The dense index from chunks routed by id range: each range counting-sorted by id and each
+/// customer's events sorted by time, the ranges in parallel (each small enough to stay in cache
+/// while it is scattered).
+fn dense_index(chunks: Vec<Chunk>, low: i64, shift: u32, ranges: usize) -> Index {
+    let routed: Vec<Vec<Vec<(u32, Event)>>> = chunks
+        .into_iter()
+        .filter_map(|chunk| match chunk.parts {
+            Parts::Dense(parts) => Some(parts),
+            Parts::Hashed(_) => None,
+        })
+        .collect();
+    let parts = (0..ranges)
+        .into_par_iter()
+        .map(|r| {
+            let first = r << shift;
+            let width = 1usize << shift;
+            let mut offsets = vec![0u32; width + 1];
+            for chunk in &routed {
+                for &(slot, _) in &chunk[r] {
+                    offsets[slot as usize - first + 1] += 1;
+                }
+            }
+            for i in 1..offsets.len() {
+                offsets[i] += offsets[i - 1];
+            }
+            let mut cursor: Vec<u32> = offsets[..width].to_vec();
+            let mut events = vec![
+                Event {
+                    time: 0,
+                    codes: [NO_CODE; 4],
+                    policies: 0
+                };
+                offsets[width] as usize
+            ];
+            for chunk in &routed {
+                for &(slot, event) in &chunk[r] {
+                    let at = &mut cursor[slot as usize - first];
+                    events[*at as usize] = event;
+                    *at += 1;
+                }
+            }
+            for w in offsets.windows(2) {
+                let group = &mut events[w[0] as usize..w[1] as usize];
+                if group.len() > 1 {
+                    group.sort_unstable_by_key(|e| e.time);
+                }
+            }
+            DenseRange { offsets, events }
+        })
+        .collect();
+    Index::Dense {
+        base: low,
+        shift,
+        ranges: parts,
+    }
+}
+
+/// The hashed index: each partition (its events from every chunk) grouped by customer, the
+/// partitions in parallel.
+fn hashed_index(chunks: Vec<Chunk>, customer_kind: IdKind, bits: u32) -> Index {
+    let strings: Vec<StringArray> = match customer_kind {
+        IdKind::Str => chunks
+            .iter()
+            .map(|c| {
+                c.strings
+                    .clone()
+                    .unwrap_or_else(|| StringArray::from(Vec::<&str>::new()))
+            })
+            .collect(),
+        IdKind::Int => Vec::new(),
+    };
+    let keys = Keys { strings: &strings };
+    let routed: Vec<Vec<Vec<Keyed>>> = chunks
+        .into_iter()
+        .filter_map(|chunk| match chunk.parts {
+            Parts::Hashed(parts) => Some(parts),
+            Parts::Dense(_) => None,
+        })
+        .collect();
+    let partitions = (0..1usize << bits)
+        .into_par_iter()
+        .map(|p| {
+            let parts: Vec<&[Keyed]> = routed
+                .iter()
+                .filter_map(|c| c.get(p).map(Vec::as_slice))
+                .collect();
+            Partition::build(&parts, keys)
+        })
+        .collect();
+    drop(routed);
+    Index::Hashed {
+        partitions,
+        bits,
+        strings,
     }
 }
 

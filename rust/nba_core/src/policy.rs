@@ -364,9 +364,10 @@ impl PolicyStage {
     }
 
     /// The first policy (in order) among `applicable` that drops a candidate with the given
-    /// action codes, or `None`. `scratch` is reused across calls; clear it (`Scratch::clear`)
-    /// when the customer changes: it remembers each (policy, level key, threshold) verdict,
-    /// which the customer's other actions sharing that group, issue or channel reuse.
+    /// action codes, or `None`. `scratch` is reused across calls; reset it with the customer's
+    /// events (`Scratch::start`) when the customer changes: it remembers each (policy, level
+    /// key, threshold) verdict, which the customer's other actions sharing that group, issue or
+    /// channel reuse, and which policies count any of the customer's events at all.
     pub fn first_drop(
         &self,
         applicable: u64,
@@ -376,12 +377,21 @@ impl PolicyStage {
         now_us: i64,
         scratch: &mut Scratch,
     ) -> Option<usize> {
-        for (p, policy) in self.policies.iter().enumerate() {
-            if applicable & (1 << p) == 0 {
+        // Policies in bit order, which is their order; one with none of the customer's events
+        // drops only as a `limit` whose threshold for this customer is 0.
+        let mut todo = applicable;
+        while todo != 0 {
+            let p = todo.trailing_zeros() as usize;
+            todo &= todo - 1;
+            let policy = &self.policies[p];
+            let threshold = thresholds[p];
+            if scratch.present & (1 << p) == 0 {
+                if policy.kind == PolicyKind::Limit && threshold == 0 {
+                    return Some(p);
+                }
                 continue;
             }
             let key = level_key(policy.level, action);
-            let threshold = thresholds[p];
             let cached = scratch.get(p, key, threshold);
             let drops = match cached {
                 Some(drops) => drops,
@@ -404,6 +414,111 @@ impl PolicyStage {
             }
         }
         None
+    }
+}
+
+/// One customer's policy verdicts, worked out once from their events when every candidate of
+/// the customer has the same thresholds (`decide`): the candidates then only compare codes.
+#[derive(Debug, Default)]
+pub(crate) struct Verdicts {
+    /// The (policy, level key) pairs that drop, ascending by policy.
+    drops: Vec<(u32, u32)>,
+    /// Bit p: policy p drops every candidate it applies to (a `limit` of 0 for this customer).
+    all: u64,
+    /// Scratch: the distinct level keys of one policy's events, and how many events each has.
+    keys: Vec<u32>,
+    counts: Vec<u32>,
+    times: Vec<i64>,
+}
+
+impl PolicyStage {
+    /// Works out which (policy, level key) pairs drop a customer with `events` (ascending by
+    /// time) and per-policy `thresholds`: for each policy, the distinct keys of the events it
+    /// counts, each checked on the times of its own events. A key without events drops only
+    /// under a `limit` of 0, which `Verdicts::all` records.
+    pub fn verdicts(&self, events: &[Event], thresholds: &[u32], now_us: i64, out: &mut Verdicts) {
+        out.drops.clear();
+        out.all = 0;
+        let present = events.iter().fold(0u64, |bits, e| bits | e.policies);
+        for (p, policy) in self.policies.iter().enumerate() {
+            let bit = 1u64 << p;
+            let threshold = thresholds[p];
+            if policy.kind == PolicyKind::Limit && threshold == 0 {
+                out.all |= bit;
+                continue;
+            }
+            if present & bit == 0 {
+                continue;
+            }
+            // Every counted event lies after the policy's horizon (see `CompiledPolicy::horizon`):
+            // a `limit` then drops on the count alone, and a `suppress` of N = 1 (with a
+            // window of at least a microsecond, which holds its trigger) on any event.
+            let by_count = match policy.kind {
+                PolicyKind::Limit => true,
+                PolicyKind::Suppress => threshold <= 1 && policy.window_us > 0,
+            };
+            out.keys.clear();
+            out.counts.clear();
+            for e in events.iter().filter(|e| e.policies & bit != 0) {
+                let key = level_key(policy.level, &e.codes);
+                if key == NO_CODE {
+                    continue;
+                }
+                match out.keys.iter().position(|&k| k == key) {
+                    Some(i) => out.counts[i] += 1,
+                    None => {
+                        out.keys.push(key);
+                        out.counts.push(1);
+                    }
+                }
+            }
+            for k in 0..out.keys.len() {
+                let key = out.keys[k];
+                let drops = if by_count {
+                    out.counts[k] >= threshold.max(1)
+                } else {
+                    out.times.clear();
+                    out.times.extend(
+                        events
+                            .iter()
+                            .filter(|e| {
+                                e.policies & bit != 0 && level_key(policy.level, &e.codes) == key
+                            })
+                            .map(|e| e.time),
+                    );
+                    policy.drops(&out.times, threshold, now_us)
+                };
+                if drops {
+                    out.drops.push((p as u32, key));
+                }
+            }
+        }
+    }
+}
+
+impl Verdicts {
+    /// The first policy (in order) among `applicable` that drops a candidate of an action with
+    /// `codes`, or `None`.
+    #[inline]
+    pub fn first_drop(
+        &self,
+        stage: &PolicyStage,
+        applicable: u64,
+        codes: &[u32; 4],
+    ) -> Option<usize> {
+        let all = self.all & applicable;
+        let first_all = if all == 0 { 64 } else { all.trailing_zeros() };
+        for &(p, key) in &self.drops {
+            if p >= first_all {
+                break;
+            }
+            if applicable & (1 << p) != 0
+                && level_key(stage.policies[p as usize].level, codes) == key
+            {
+                return Some(p as usize);
+            }
+        }
+        (first_all < 64).then_some(first_all as usize)
     }
 }
 
@@ -435,11 +550,14 @@ pub(crate) struct Scratch {
     /// when the generation is current. Indexed by code, so a lookup is one load.
     verdicts: Vec<Vec<(u32, u32, bool)>>,
     generation: u32,
+    /// Bit p: policy p counts at least one of the current customer's events.
+    present: u64,
 }
 
 impl Scratch {
-    /// Forgets the verdicts: the next candidate is another customer's.
-    pub fn clear(&mut self) {
+    /// Forgets the verdicts: the next candidates are those of the customer with `events`.
+    pub fn start(&mut self, events: &[Event]) {
+        self.present = events.iter().fold(0, |bits, e| bits | e.policies);
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             // Wrapped: stale entries could look current.
