@@ -139,10 +139,6 @@ pub(crate) fn decide_batch(
                 &|| ids.display(row),
                 &mut thresholds,
             )?;
-        }
-        // Worked out when the customer's first candidate reaches the policies: most of a
-        // customer's events are a cache miss, not worth taking for one with no such candidate.
-        if !plan.policies.policies.is_empty() {
             plan.policies
                 .verdicts(events, &thresholds, plan.now_us, &mut verdicts);
         }

@@ -57,6 +57,15 @@ pub struct Event {
     pub policies: u64,
 }
 
+impl Event {
+    /// A placeholder for a slot a grouping pass fills: no time, no codes, counted by no policy.
+    const EMPTY: Self = Self {
+        time: 0,
+        codes: [NO_CODE; 4],
+        policies: 0,
+    };
+}
+
 /// The history's events grouped by customer, each customer's ascending by time.
 #[derive(Debug)]
 pub struct History {
@@ -66,7 +75,7 @@ pub struct History {
 /// How a customer finds their events.
 #[derive(Debug)]
 enum Index {
-    /// Integer ids in a range not much wider than the events, in ranges of `2^shift` ids:
+    /// Integer ids in a range not much wider than the history's rows, in ranges of `2^shift` ids:
     /// customer `base + i` is slot `i`, its events those of its slot in range `i >> shift`
     /// (see [`DenseRange`]). A lookup is two adjacent loads, and customers in id order read the
     /// events in order (counting sorts build it, with no hashing).
@@ -94,8 +103,8 @@ struct DenseRange {
     events: Vec<Event>,
 }
 
-/// The dense index is used when the id range is at most this many slots per kept event
-/// (plus [`DENSE_SLACK`]): its offsets then cost at most 4 bytes × this per event.
+/// The dense index is used when the id range is at most this many slots per history row
+/// (plus [`DENSE_SLACK`]): its offsets then cost at most 4 bytes × this per row.
 const DENSE_SLOTS_PER_EVENT: u64 = 8;
 const DENSE_SLACK: u64 = 1 << 16;
 
@@ -113,7 +122,7 @@ fn partition_of(hash: u64, bits: u32) -> usize {
     ((hash >> 32) & ((1 << bits) - 1)) as usize
 }
 
-/// A kept event with its customer: the id's hash and key (see [`History::strings`]).
+/// A kept event with its customer: the id's hash and key (see [`Index::Hashed`]).
 #[derive(Debug, Clone, Copy)]
 struct Keyed {
     hash: u64,
@@ -189,14 +198,7 @@ impl Partition {
             starts.push(sum);
         }
         let mut cursor: Vec<u32> = starts[..counts.len()].to_vec();
-        let mut events = vec![
-            Event {
-                time: 0,
-                codes: [NO_CODE; 4],
-                policies: 0
-            };
-            total
-        ];
+        let mut events = vec![Event::EMPTY; total];
         for (keyed, &g) in chunks.iter().flat_map(|c| c.iter()).zip(&groups) {
             let slot = &mut cursor[g as usize];
             events[*slot as usize] = keyed.event;
@@ -532,7 +534,7 @@ impl History {
     /// Validates and indexes the history; events after `now_us`, and events no policy counts
     /// (by channel, outcome or horizon), are left out. Runs on the caller's rayon pool: chunks
     /// of rows are read in parallel, then grouped by customer: by a counting sort when the
-    /// ids are integers in a range not much wider than the events kept ([`Index::Dense`]),
+    /// ids are integers in a range not much wider than the history's rows ([`Index::Dense`]),
     /// else in hash partitions grouped in parallel.
     pub fn build(
         batches: &[RecordBatch],
@@ -717,14 +719,7 @@ fn dense_index(chunks: Vec<Chunk>, low: i64, shift: u32, ranges: usize) -> Index
                 offsets[i] += offsets[i - 1];
             }
             let mut cursor: Vec<u32> = offsets[..width].to_vec();
-            let mut events = vec![
-                Event {
-                    time: 0,
-                    codes: [NO_CODE; 4],
-                    policies: 0
-                };
-                offsets[width] as usize
-            ];
+            let mut events = vec![Event::EMPTY; offsets[width] as usize];
             for chunk in &routed {
                 for &(slot, event) in &chunk[r] {
                     let at = &mut cursor[slot as usize - first];
