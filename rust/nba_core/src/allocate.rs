@@ -28,8 +28,6 @@
 //! so no cap is ever exceeded — and the better of it and the plain greedy is returned, with the
 //! best bound and the certified gap.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -48,15 +46,30 @@ pub(crate) struct Lists<'a> {
     pub ordinal: &'a [u32],
     /// Per candidate: priority.
     pub priority: &'a [f64],
-    /// Per candidate: the action id's position in byte order (the third key).
+    /// Per candidate: its kind, the index into `tie` and `slots` (in the engine, its action:
+    /// candidates of one action share them, so they are stored once per action).
+    pub kind: &'a [u32],
+    /// Per kind: the action id's position in byte order (the third key).
     pub tie: &'a [u32],
-    /// Per candidate: the caps it lies in.
+    /// Per kind: the caps it lies in.
     pub slots: &'a [CapSlots],
 }
 
 impl Lists<'_> {
     fn customers(&self) -> usize {
         self.starts.len() - 1
+    }
+
+    /// The caps candidate `x` lies in.
+    #[inline]
+    fn slots_of(&self, x: usize) -> &CapSlots {
+        &self.slots[self.kind[x] as usize]
+    }
+
+    /// Candidate `x`'s action position in byte order.
+    #[inline]
+    fn tie_of(&self, x: usize) -> u32 {
+        self.tie[self.kind[x] as usize]
     }
 }
 
@@ -94,6 +107,12 @@ fn order_key(score: f64, ordinal: u32, tie: u32) -> u128 {
     ((!ascending as u128) << 64) | ((ordinal as u128) << 32) | tie as u128
 }
 
+/// The customer ordinal an order key holds.
+#[inline]
+fn ordinal_of(key: u128) -> u32 {
+    (key >> 32) as u32
+}
+
 /// Caps that can fill: the most they could take exceeds their max.
 fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
     let customers = lists.customers();
@@ -103,8 +122,8 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
             || vec![0u64; caps.len()],
             |mut potential, i| {
                 let mut counts: Vec<(u32, u64)> = Vec::new();
-                for slots in &lists.slots[lists.starts[i]..lists.starts[i + 1]] {
-                    for &c in slots.iter().filter(|&&c| c != NO_CAP) {
+                for x in lists.starts[i]..lists.starts[i + 1] {
+                    for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
                         match counts.iter_mut().find(|(cap, _)| *cap == c) {
                             Some((_, n)) => *n += 1,
                             None => counts.push((c, 1)),
@@ -131,395 +150,369 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
         .collect()
 }
 
-/// The bookkeeping of one greedy run: which candidates are still undecided, and for each cap
-/// that can fill, how many of them could still use it. A cap whose use plus that count is within
-/// its max can no longer fill ("dead"); once every such cap is full or dead, the global order
-/// no longer matters and each customer finishes their own walk.
-struct Ledger<'a> {
-    lists: &'a Lists<'a>,
-    caps: &'a CompiledCaps,
-    live: &'a [bool],
-    walk: &'a [u32],
-    /// Per candidate: decided (accepted, rejected, or past its full customer).
-    decided: Vec<bool>,
-    /// Per candidate (by index): in a full cap.
-    blocked: Vec<bool>,
-    /// Per cap: undecided, unblocked candidates in it.
-    free: Vec<u64>,
-    used: Vec<u64>,
-    /// Per cap: live, not full, not dead.
-    open: Vec<bool>,
-    open_count: usize,
-    /// Per cap: its candidates (by index), for when it fills.
-    members: Vec<Vec<u32>>,
-    /// The order key of the candidate being accepted (0 before the first).
-    now: u128,
-    /// Per cap: the order key of the candidate whose acceptance filled it (0: full from the
-    /// start; `u128::MAX`: not full). A candidate coming up at key `k` finds cap `c` full
-    /// exactly when `filled_at[c] < k`, as caps never empty.
-    filled_at: Vec<u128>,
+/// A customer stopped in their walk at a candidate that needs the global order. Everything
+/// the ordered phase needs of the customer travels with it, so taking the next one from the
+/// queue touches no per-customer array. Cursors order by `key`, which is unique (it holds
+/// the customer and the action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Cursor {
+    /// The order key of the candidate at `pos`.
+    key: u128,
+    /// Walk position of the candidate waiting.
+    pos: u32,
+    /// That candidate's kind (loading it when its turn comes would be a cache miss).
+    kind: u32,
+    /// End of the customer's walk.
+    end: u32,
+    /// Candidates the customer has taken so far.
+    taken: u32,
 }
 
-impl<'a> Ledger<'a> {
-    fn new(
-        lists: &'a Lists<'a>,
-        caps: &'a CompiledCaps,
-        live: &'a [bool],
-        walk: &'a [u32],
-    ) -> Self {
-        let n = lists.priority.len();
-        let mut free = vec![0u64; caps.len()];
-        for slots in lists.slots {
-            for &c in slots.iter().filter(|&&c| c != NO_CAP && live[c as usize]) {
-                free[c as usize] += 1;
-            }
+/// A monotone priority queue of cursors (a radix heap): every key pushed is above the last
+/// key popped, as the greedy's follow-ups are. A cursor sits in the bucket of the highest bit
+/// in which its key differs from the last key popped, so a lower bucket holds only smaller
+/// keys; popping from the lowest non-empty bucket moves its cursors into lower ones. A cursor
+/// moves a few times, through memory read in order, where a binary heap's sift-down would
+/// miss the cache at every level.
+struct RadixQueue {
+    last: u128,
+    /// Bucket `b` ≥ 1 holds keys whose highest bit differing from `last` is bit `b − 1`;
+    /// bucket 0 a key equal to `last`.
+    buckets: Vec<Vec<Cursor>>,
+    /// Per bucket: its smallest key (`u128::MAX` when empty).
+    mins: Vec<u128>,
+    /// Bit `b` set: bucket `b` is not empty.
+    occupied: [u64; 3],
+    len: usize,
+}
+
+impl RadixQueue {
+    const BUCKETS: usize = 129;
+
+    fn new() -> Self {
+        Self {
+            last: 0,
+            buckets: (0..Self::BUCKETS).map(|_| Vec::new()).collect(),
+            mins: vec![u128::MAX; Self::BUCKETS],
+            occupied: [0; 3],
+            len: 0,
         }
-        // Sized up front: growing them by doubling would copy and fault in every page again.
-        let mut members: Vec<Vec<u32>> = free
+    }
+
+    #[inline]
+    fn bucket(&self, key: u128) -> usize {
+        (128 - (key ^ self.last).leading_zeros()) as usize
+    }
+
+    #[inline]
+    fn put(&mut self, b: usize, cursor: Cursor) {
+        self.buckets[b].push(cursor);
+        self.mins[b] = self.mins[b].min(cursor.key);
+        self.occupied[b / 64] |= 1 << (b % 64);
+    }
+
+    fn push(&mut self, cursor: Cursor) {
+        debug_assert!(
+            cursor.key >= self.last,
+            "a radix queue's keys never decrease"
+        );
+        self.put(self.bucket(cursor.key), cursor);
+        self.len += 1;
+    }
+
+    fn lowest(&self) -> Option<usize> {
+        (0..3)
+            .find(|&w| self.occupied[w] != 0)
+            .map(|w| w * 64 + self.occupied[w].trailing_zeros() as usize)
+    }
+
+    /// The smallest key queued.
+    fn min_key(&self) -> Option<u128> {
+        self.lowest().map(|b| self.mins[b])
+    }
+
+    /// Takes the cursor with the smallest key.
+    fn pop(&mut self) -> Option<Cursor> {
+        let mut b = self.lowest()?;
+        if b > 0 {
+            // Everything in bucket `b` is below every higher bucket: re-bucket it around its
+            // smallest key, which lands alone in bucket 0.
+            self.last = self.mins[b];
+            let mut moving = std::mem::take(&mut self.buckets[b]);
+            self.mins[b] = u128::MAX;
+            self.occupied[b / 64] &= !(1 << (b % 64));
+            for &cursor in &moving {
+                self.put(self.bucket(cursor.key), cursor);
+            }
+            moving.clear();
+            self.buckets[b] = moving;
+            b = 0;
+        }
+        let cursor = self.buckets[b].pop();
+        if self.buckets[b].is_empty() {
+            self.mins[b] = u128::MAX;
+            self.occupied[b / 64] &= !(1 << (b % 64));
+        }
+        self.len -= usize::from(cursor.is_some());
+        cursor
+    }
+
+    /// Every cursor left, in no particular order.
+    fn into_vec(self) -> Vec<Cursor> {
+        self.buckets.into_iter().flatten().collect()
+    }
+}
+
+/// What the greedy knows of the caps while it walks: which can fill (`live`) and how many
+/// decisions each of those holds.
+struct Walker<'a> {
+    lists: &'a Lists<'a>,
+    max: &'a [u64],
+    live: &'a [bool],
+    /// Candidate at each walk position; `None`: the candidates' own order.
+    walk: Option<&'a [u32]>,
+    score: &'a [f64],
+    m: u32,
+    /// Per cap: decisions it holds (counted for live caps only).
+    used: Vec<u64>,
+}
+
+/// What walking customers decided without the global order: candidates accepted, and
+/// candidates turned down (as (customer ordinal, walk position); which cap is named once
+/// every cap's fill time is known).
+#[derive(Default)]
+struct Walked {
+    accepted: Vec<u32>,
+    early: Vec<(u32, u32)>,
+}
+
+impl Walker<'_> {
+    #[inline]
+    fn candidate(&self, pos: usize) -> usize {
+        match self.walk {
+            Some(walk) => walk[pos] as usize,
+            None => pos,
+        }
+    }
+
+    #[inline]
+    fn is_full(&self, c: u32) -> bool {
+        c != NO_CAP && self.live[c as usize] && self.used[c as usize] >= self.max[c as usize]
+    }
+
+    /// The first full cap (in the caps' order) among `slots`, or `NO_CAP`.
+    #[inline]
+    fn first_full(&self, slots: &CapSlots) -> u32 {
+        slots
             .iter()
-            .map(|&count| Vec::with_capacity(count as usize))
-            .collect();
-        free.iter_mut().for_each(|f| *f = 0);
-        for (x, slots) in lists.slots.iter().enumerate() {
-            for &c in slots.iter().filter(|&&c| c != NO_CAP && live[c as usize]) {
-                free[c as usize] += 1;
-                members[c as usize].push(x as u32);
-            }
-        }
-        let open: Vec<bool> = live.to_vec();
-        let open_count = open.iter().filter(|&&o| o).count();
-        let mut ledger = Self {
-            lists,
-            caps,
-            live,
-            walk,
-            decided: vec![false; n],
-            blocked: vec![false; n],
-            free,
-            used: vec![0; caps.len()],
-            open,
-            open_count,
-            members,
-            now: 0,
-            filled_at: vec![u128::MAX; caps.len()],
-        };
-        for (c, &max) in caps.max.iter().enumerate() {
-            if live[c] && max == 0 {
-                ledger.filled(c);
-            }
-        }
-        ledger
-    }
-
-    fn is_live(&self, x: usize) -> bool {
-        self.lists.slots[x]
-            .iter()
-            .any(|&c| c != NO_CAP && self.live[c as usize])
-    }
-
-    fn close(&mut self, c: usize) {
-        if self.open[c] {
-            self.open[c] = false;
-            self.open_count -= 1;
-        }
-    }
-
-    fn check_dead(&mut self, c: usize) {
-        if self.open[c] && self.used[c] + self.free[c] <= self.caps.max[c] {
-            self.close(c);
-        }
-    }
-
-    /// Candidate at walk position `pos` is settled (accepted, rejected or skipped).
-    fn settle(&mut self, pos: usize) {
-        let x = self.walk[pos] as usize;
-        if std::mem::replace(&mut self.decided[x], true) {
-            return;
-        }
-        if self.blocked[x] {
-            return;
-        }
-        for k in 0..5 {
-            let c = self.lists.slots[x][k];
-            if c != NO_CAP && self.live[c as usize] {
-                self.free[c as usize] -= 1;
-                self.check_dead(c as usize);
-            }
-        }
-    }
-
-    /// Cap `f` is full: its undecided candidates are blocked, which frees the other caps.
-    fn filled(&mut self, f: usize) {
-        self.close(f);
-        self.filled_at[f] = self.now;
-        let members = std::mem::take(&mut self.members[f]);
-        for &x in &members {
-            let x = x as usize;
-            if std::mem::replace(&mut self.blocked[x], true) || self.decided[x] {
-                // Already out of every `free` count.
-                continue;
-            }
-            for k in 0..5 {
-                let c = self.lists.slots[x][k];
-                if c != NO_CAP && self.live[c as usize] {
-                    self.free[c as usize] -= 1;
-                    self.check_dead(c as usize);
-                }
-            }
-        }
-    }
-
-    /// The first full cap (in the caps' order) holding candidate `x`, or `NO_CAP`.
-    fn first_full(&self, x: usize) -> u32 {
-        self.lists.slots[x]
-            .iter()
-            .filter(|&&c| {
-                c != NO_CAP
-                    && self.live[c as usize]
-                    && self.used[c as usize] >= self.caps.max[c as usize]
-            })
-            .min()
             .copied()
+            .filter(|&c| self.is_full(c))
+            .min()
             .unwrap_or(NO_CAP)
     }
 
-    /// Accepts candidate `x` (at walk position `pos`): one unit of each of its caps.
-    fn accept(&mut self, pos: usize) {
-        let x = self.walk[pos] as usize;
-        let slots = self.lists.slots[x];
-        // Count the use before leaving the free counts, so no cap looks dead too early.
-        for &c in slots
-            .iter()
-            .filter(|&&c| c != NO_CAP && self.live[c as usize])
-        {
-            self.used[c as usize] += 1;
-        }
-        self.settle(pos);
-        for &c in slots
-            .iter()
-            .filter(|&&c| c != NO_CAP && self.live[c as usize])
-        {
-            if self.used[c as usize] == self.caps.max[c as usize] {
-                self.filled(c as usize);
+    /// Walks a customer from `pos`: accepts candidates in no cap that can fill and turns down
+    /// those in a cap already full (it stays full, and the customer's taken count cannot
+    /// change before their turn: only their own later candidates could change it). Returns
+    /// the cursor at the next candidate that needs the global order, if any.
+    fn advance(
+        &self,
+        ordinal: u32,
+        mut pos: usize,
+        end: usize,
+        mut taken: u32,
+        out: &mut Walked,
+    ) -> Option<Cursor> {
+        while taken < self.m && pos < end {
+            let x = self.candidate(pos);
+            let slots = self.lists.slots_of(x);
+            if slots.iter().any(|&c| self.is_full(c)) {
+                out.early.push((ordinal, pos as u32));
+            } else if slots.iter().any(|&c| c != NO_CAP && self.live[c as usize]) {
+                return Some(Cursor {
+                    key: order_key(self.score[x], ordinal, self.lists.tie_of(x)),
+                    pos: pos as u32,
+                    kind: self.lists.kind[x],
+                    end: end as u32,
+                    taken,
+                });
+            } else {
+                out.accepted.push(x as u32);
+                taken += 1;
             }
+            pos += 1;
         }
-    }
-
-    /// Customer `i` is full: the rest of their walk, from `pos`, is settled unseen.
-    fn skip_rest(&mut self, i: usize, pos: usize) {
-        for rest in pos..self.lists.starts[i + 1] {
-            self.settle(rest);
-        }
+        None
     }
 }
 
 /// The global greedy, walking each customer's candidates in the order `walk` (indices into
-/// the candidates, grouped per customer as `lists.starts` says) by `score`.
+/// the candidates, grouped per customer as `lists.starts` says; `None`: the candidates' own
+/// order) by `score`.
 fn greedy_by(
     lists: &Lists<'_>,
     caps: &CompiledCaps,
     m: usize,
     live: &[bool],
-    walk: &[u32],
+    walk: Option<&[u32]>,
     score: &[f64],
 ) -> Allocated {
     let n = lists.priority.len();
     let customers = lists.customers();
-    let mut accepted = vec![false; n];
-    let mut rejected_by = vec![NO_CAP; n];
-    let mut taken = vec![0usize; customers];
-    let mut ledger = Ledger::new(lists, caps, live, walk);
-
-    // Candidates turned down before their turn (see `advance`), as (customer, walk position).
-    let mut early: Vec<(u32, u32)> = Vec::new();
-    // Walks customer `i` from position `pos`, accepting candidates in no cap that can fill and
-    // turning down those in a cap already full (it stays full, and the customer's taken count
-    // cannot change before their turn: only their own later candidates could change it);
-    // returns the position of the next candidate that needs the global order, if any.
-    let advance = |i: usize,
-                   mut pos: usize,
-                   ledger: &mut Ledger<'_>,
-                   accepted: &mut [bool],
-                   taken: &mut [usize],
-                   early: &mut Vec<(u32, u32)>| {
-        while taken[i] < m && pos < lists.starts[i + 1] {
-            let x = walk[pos] as usize;
-            if ledger.blocked[x] {
-                // Which cap turned it down is settled once every fill time is known.
-                early.push((i as u32, pos as u32));
-                ledger.settle(pos);
-                pos += 1;
-                continue;
-            }
-            if ledger.is_live(x) {
-                return Some(pos);
-            }
-            accepted[x] = true;
-            taken[i] += 1;
-            ledger.settle(pos);
-            pos += 1;
-        }
-        ledger.skip_rest(i, pos);
-        None
+    let mut walker = Walker {
+        lists,
+        max: &caps.max,
+        live,
+        walk,
+        score,
+        m: u32::try_from(m).unwrap_or(u32::MAX),
+        used: vec![0; caps.len()],
     };
-    let key = |i: usize, pos: usize| {
-        let x = walk[pos] as usize;
-        order_key(score[x], lists.ordinal[i], lists.tie[x])
-    };
-
-    let mut heads: Vec<(u128, u32, u32)> = Vec::new();
-    for i in 0..customers {
-        let start = lists.starts[i];
-        if let Some(pos) = advance(i, start, &mut ledger, &mut accepted, &mut taken, &mut early) {
-            heads.push((key(i, pos), i as u32, pos as u32));
+    // Per cap: the order key of the candidate whose acceptance filled it (0: full from the
+    // start; `u128::MAX`: not full). A candidate coming up at key `k` finds cap `c` full
+    // exactly when `filled_at[c] < k`, as caps never empty.
+    let mut filled_at = vec![u128::MAX; caps.len()];
+    let mut open = 0usize;
+    for c in 0..caps.len() {
+        if live[c] && caps.max[c] == 0 {
+            filled_at[c] = 0;
+        } else if live[c] {
+            open += 1;
         }
     }
-    heads.par_sort_unstable_by_key(|h| h.0);
 
-    let mut follow_ups: BinaryHeap<Reverse<(u128, u32, u32)>> = BinaryHeap::new();
-    let mut next_head = 0;
-    while ledger.open_count > 0 {
-        let from_heads = heads.get(next_head).copied();
-        let from_heap = follow_ups.peek().map(|r| r.0);
-        let (_, i, pos) = match (from_heads, from_heap) {
-            (Some(h), Some(f)) if f.0 < h.0 => follow_ups.pop().map(|r| r.0).unwrap_or(f),
-            (Some(h), _) => {
-                next_head += 1;
-                h
+    // Every customer walks to their first candidate that needs the global order (their
+    // head), independently: before the first of those, no cap that can fill changes.
+    const CHUNK: usize = 4096;
+    let parts: Vec<(Vec<Cursor>, Walked)> = (0..customers.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut heads = Vec::new();
+            let mut walked = Walked::default();
+            for i in chunk * CHUNK..customers.min((chunk + 1) * CHUNK) {
+                let (start, end) = (lists.starts[i], lists.starts[i + 1]);
+                let head = walker.advance(lists.ordinal[i], start, end, 0, &mut walked);
+                heads.extend(head);
             }
-            (None, Some(f)) => follow_ups.pop().map(|r| r.0).unwrap_or(f),
-            (None, None) => break,
-        };
-        let (i, pos) = (i as usize, pos as usize);
-        let x = walk[pos] as usize;
-        let full = ledger.first_full(x);
-        if full == NO_CAP {
-            accepted[x] = true;
-            taken[i] += 1;
-            ledger.now = key(i, pos);
-            ledger.accept(pos);
-        } else {
-            rejected_by[x] = full;
-            ledger.settle(pos);
-        }
-        let next = advance(
-            i,
-            pos + 1,
-            &mut ledger,
-            &mut accepted,
-            &mut taken,
-            &mut early,
-        );
-        if let Some(next) = next {
-            follow_ups.push(Reverse((key(i, next), i as u32, next as u32)));
-        }
-    }
-    // Every cap that can fill is full or can no longer fill: the order no longer matters
-    // (a full cap stays full, a dead one has room for every candidate left in it), so the
-    // customers left finish their walks independently, in parallel.
-    let full: Vec<bool> = (0..caps.len())
-        .map(|c| live[c] && ledger.used[c] >= caps.max[c])
-        .collect();
-    let first_full = |x: usize| -> u32 {
-        lists.slots[x]
-            .iter()
-            .filter(|&&c| c != NO_CAP && full[c as usize])
-            .min()
-            .copied()
-            .unwrap_or(NO_CAP)
-    };
-    let mut pending: Vec<(u32, u32)> = heads[next_head..]
-        .iter()
-        .map(|&(_, i, pos)| (i, pos))
-        .chain(follow_ups.into_iter().map(|r| (r.0 .1, r.0 .2)))
-        .collect();
-    pending.par_sort_unstable();
-    let decided: Vec<(u32, u32, u32)> = pending
-        .par_iter()
-        .flat_map_iter(|&(i, pos)| {
-            let customer = i;
-            let i = i as usize;
-            let mut room = m - taken[i];
-            let mut out = Vec::new();
-            let mut pos = pos as usize;
-            while room > 0 && pos < lists.starts[i + 1] {
-                let x = walk[pos] as usize;
-                let by = first_full(x);
-                out.push((customer, pos as u32, by));
-                if by == NO_CAP {
-                    room -= 1;
-                }
-                pos += 1;
-            }
-            out
+            (heads, walked)
         })
         .collect();
-    for (i, pos, by) in decided {
-        let x = walk[pos as usize] as usize;
-        if by == NO_CAP {
-            accepted[x] = true;
+    let mut heads: Vec<Cursor> = Vec::new();
+    let mut walked = Walked::default();
+    for (part_heads, part) in parts {
+        heads.extend(part_heads);
+        walked.accepted.extend(part.accepted);
+        walked.early.extend(part.early);
+    }
+    heads.par_sort_unstable_by_key(|h| h.key);
+
+    // The ordered phase: the heads in order, merged with the customers' later stops, until
+    // every cap that can fill is full.
+    let mut rejected_by = vec![NO_CAP; n];
+    let mut follow_ups = RadixQueue::new();
+    let mut next_head = 0;
+    while open > 0 {
+        let from_heads = heads.get(next_head);
+        let cursor = match (from_heads, follow_ups.min_key()) {
+            (Some(h), Some(f)) if f < h.key => follow_ups.pop(),
+            (Some(&h), _) => {
+                next_head += 1;
+                Some(h)
+            }
+            (None, Some(_)) => follow_ups.pop(),
+            (None, None) => None,
+        };
+        let Some(mut cursor) = cursor else {
+            break;
+        };
+        let x = walker.candidate(cursor.pos as usize);
+        let slots = &lists.slots[cursor.kind as usize];
+        let full = walker.first_full(slots);
+        if full == NO_CAP {
+            walked.accepted.push(x as u32);
+            cursor.taken += 1;
+            for &c in slots {
+                if c != NO_CAP && live[c as usize] {
+                    walker.used[c as usize] += 1;
+                    if walker.used[c as usize] == caps.max[c as usize] {
+                        filled_at[c as usize] = cursor.key;
+                        open -= 1;
+                    }
+                }
+            }
         } else {
-            // Named below, once every fill time is known.
-            early.push((i, pos));
+            rejected_by[x] = full;
         }
+        let next = walker.advance(
+            ordinal_of(cursor.key),
+            cursor.pos as usize + 1,
+            cursor.end as usize,
+            cursor.taken,
+            &mut walked,
+        );
+        if let Some(next) = next {
+            follow_ups.push(next);
+        }
+    }
+    // Every cap that can fill is full: the order no longer matters (a full cap stays full),
+    // so the customers left finish their walks independently, in parallel.
+    let pending: Vec<Cursor> = heads[next_head..]
+        .iter()
+        .copied()
+        .chain(follow_ups.into_vec())
+        .collect();
+    let finished: Vec<Walked> = pending
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut walked = Walked::default();
+            for cursor in chunk {
+                let stop = walker.advance(
+                    ordinal_of(cursor.key),
+                    cursor.pos as usize,
+                    cursor.end as usize,
+                    cursor.taken,
+                    &mut walked,
+                );
+                debug_assert!(stop.is_none(), "a cap that can fill is not full");
+            }
+            walked
+        })
+        .collect();
+    let mut accepted = vec![false; n];
+    for x in walked
+        .accepted
+        .iter()
+        .chain(finished.iter().flat_map(|w| &w.accepted))
+    {
+        accepted[*x as usize] = true;
     }
     let mut used = vec![0u64; caps.len()];
     let mut objective = 0.0;
     for x in (0..n).filter(|&x| accepted[x]) {
         objective += lists.priority[x];
-        for &c in lists.slots[x].iter().filter(|&&c| c != NO_CAP) {
+        for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
             used[c as usize] += 1;
         }
     }
-    // A cap that could no longer fill may still have filled exactly after the ordered phase:
-    // it filled at its last accepted candidate in the global order.
-    let mut filled_at = ledger.filled_at.clone();
-    let late: Vec<usize> = (0..caps.len())
-        .filter(|&c| live[c] && filled_at[c] == u128::MAX && used[c] >= caps.max[c])
+    // Candidates turned down outside the ordered phase: the first cap, in the caps' order,
+    // already full when their turn (their order key) came, as if they had waited for it (in
+    // the ordered phase `first_full` saw exactly that).
+    let early: Vec<(u32, u32)> = walked
+        .early
+        .into_iter()
+        .chain(finished.into_iter().flat_map(|w| w.early))
         .collect();
-    if !late.is_empty() {
-        let last = (0..customers)
-            .into_par_iter()
-            .fold(
-                || vec![0u128; caps.len()],
-                |mut last, i| {
-                    let (first, end) = (lists.starts[i], lists.starts[i + 1]);
-                    for (pos, &x) in walk[first..end].iter().enumerate() {
-                        let (pos, x) = (first + pos, x as usize);
-                        if accepted[x] {
-                            for &c in lists.slots[x].iter().filter(|&&c| c != NO_CAP) {
-                                let k = key(i, pos);
-                                last[c as usize] = last[c as usize].max(k);
-                            }
-                        }
-                    }
-                    last
-                },
-            )
-            .reduce(
-                || vec![0u128; caps.len()],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x = (*x).max(*y));
-                    a
-                },
-            );
-        for c in late {
-            filled_at[c] = last[c];
-        }
-    }
-    // Candidates turned down early or after the ordered phase: the first cap, in the caps'
-    // order, already full when their turn (their order key) came, as if they had waited for it
-    // (in the ordered phase `first_full` saw exactly that).
     let named: Vec<(u32, u32)> = early
         .par_iter()
-        .map(|&(i, pos)| {
-            let x = walk[pos as usize] as usize;
-            let turn = key(i as usize, pos as usize);
-            let by = lists.slots[x]
+        .map(|&(ordinal, pos)| {
+            let x = walker.candidate(pos as usize);
+            let turn = order_key(score[x], ordinal, lists.tie_of(x));
+            let by = lists
+                .slots_of(x)
                 .iter()
-                .filter(|&&c| c != NO_CAP && live[c as usize] && filled_at[c as usize] < turn)
-                .min()
                 .copied()
+                .filter(|&c| c != NO_CAP && live[c as usize] && filled_at[c as usize] < turn)
+                .min()
                 .unwrap_or(NO_CAP);
             (x as u32, by)
         })
@@ -553,24 +546,52 @@ pub(crate) fn settle(
         Allocation::Greedy => greedy(lists, caps, m),
         Allocation::Optimal => optimal(lists, caps, m, PriceSearch::default()),
     };
-    let action_count = funnel.candidates.len();
-    funnel.capped = vec![vec![0; action_count]; caps.len()];
-    for x in 0..actions.len() {
-        let a = actions[x] as usize;
-        let top = ranks[x] as usize <= m;
-        if allocated.accepted[x] {
-            funnel.selected[a] += 1;
-            if !top {
-                funnel.fallback[a] += 1;
-            }
-        } else if top {
-            funnel.capped_out[a] += 1;
-        }
-        let by = allocated.rejected_by[x];
-        if by != NO_CAP {
-            funnel.capped[by as usize][a] += 1;
-        }
+    /// Per action: selected, fallback, capped out; per cap and action: turned down.
+    struct Counts {
+        selected: Vec<u64>,
+        fallback: Vec<u64>,
+        capped_out: Vec<u64>,
+        capped: Vec<Vec<u64>>,
     }
+    let action_count = funnel.candidates.len();
+    let zero = || Counts {
+        selected: vec![0; action_count],
+        fallback: vec![0; action_count],
+        capped_out: vec![0; action_count],
+        capped: vec![vec![0; action_count]; caps.len()],
+    };
+    let add = |into: &mut [u64], from: &[u64]| into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
+    let counts = (0..actions.len())
+        .into_par_iter()
+        .with_min_len(1 << 16)
+        .fold(zero, |mut counts, x| {
+            let a = actions[x] as usize;
+            let top = ranks[x] as usize <= m;
+            if allocated.accepted[x] {
+                counts.selected[a] += 1;
+                counts.fallback[a] += u64::from(!top);
+            } else if top {
+                counts.capped_out[a] += 1;
+            }
+            let by = allocated.rejected_by[x];
+            if by != NO_CAP {
+                counts.capped[by as usize][a] += 1;
+            }
+            counts
+        })
+        .reduce(zero, |mut total, part| {
+            add(&mut total.selected, &part.selected);
+            add(&mut total.fallback, &part.fallback);
+            add(&mut total.capped_out, &part.capped_out);
+            for (into, from) in total.capped.iter_mut().zip(&part.capped) {
+                add(into, from);
+            }
+            total
+        });
+    add(&mut funnel.selected, &counts.selected);
+    add(&mut funnel.fallback, &counts.fallback);
+    add(&mut funnel.capped_out, &counts.capped_out);
+    funnel.capped = counts.capped;
     allocated
 }
 
@@ -594,8 +615,7 @@ pub(crate) fn usage_batch(caps: &CompiledCaps, used: &[u64]) -> Result<RecordBat
 /// The global greedy of DESIGN.md §3.
 pub(crate) fn greedy(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Allocated {
     let live = live_caps(lists, caps, m);
-    let walk: Vec<u32> = (0..lists.priority.len() as u32).collect();
-    greedy_by(lists, caps, m, &live, &walk, lists.priority)
+    greedy_by(lists, caps, m, &live, None, lists.priority)
 }
 
 /// Options of the price search.
@@ -620,7 +640,11 @@ impl Default for PriceSearch {
 #[inline]
 fn adjusted(lists: &Lists<'_>, prices: &[f64], x: usize, skip: u32) -> f64 {
     let mut value = lists.priority[x];
-    for &c in lists.slots[x].iter().filter(|&&c| c != NO_CAP && c != skip) {
+    for &c in lists
+        .slots_of(x)
+        .iter()
+        .filter(|&&c| c != NO_CAP && c != skip)
+    {
         value -= prices[c as usize];
     }
     value
@@ -663,15 +687,15 @@ fn dual_pass(
                 };
                 // Each distinct cap of this kind among the customer's candidates, once.
                 for y in range.clone() {
-                    let cap = lists.slots[y][slot];
-                    let seen_before = (range.start..y).any(|z| lists.slots[z][slot] == cap);
+                    let cap = lists.slots_of(y)[slot];
+                    let seen_before = (range.start..y).any(|z| lists.slots_of(z)[slot] == cap);
                     if cap == NO_CAP || seen_before {
                         continue;
                     }
                     inside.clear();
                     outside.clear();
                     for x in range.clone() {
-                        if lists.slots[x][slot] == cap {
+                        if lists.slots_of(x)[slot] == cap {
                             inside.push(adjusted(lists, prices, x, cap));
                         } else {
                             outside.push(adjusted(lists, prices, x, NO_CAP));
@@ -729,8 +753,7 @@ pub(crate) fn optimal(
     search: PriceSearch,
 ) -> Allocated {
     let live = live_caps(lists, caps, m);
-    let walk: Vec<u32> = (0..lists.priority.len() as u32).collect();
-    let mut best = greedy_by(lists, caps, m, &live, &walk, lists.priority);
+    let mut best = greedy_by(lists, caps, m, &live, None, lists.priority);
     let greedy_objective = best.objective;
     let live_list: Vec<u32> = (0..caps.len() as u32)
         .filter(|&c| live[c as usize])
@@ -827,10 +850,10 @@ fn priced_greedy(
             score[b as usize]
                 .partial_cmp(&score[a as usize])
                 .unwrap_or(std::cmp::Ordering::Equal)
-                .then_with(|| lists.tie[a as usize].cmp(&lists.tie[b as usize]))
+                .then_with(|| lists.tie_of(a as usize).cmp(&lists.tie_of(b as usize)))
         })
     });
-    greedy_by(lists, caps, m, live, &walk, &score)
+    greedy_by(lists, caps, m, live, Some(&walk), &score)
 }
 
 #[cfg(test)]
@@ -875,11 +898,13 @@ mod tests {
         let data = vec![vec![(0, 5.0), (1, 4.0)], vec![(0, 6.0), (1, 1.0)]];
         let (starts, priority, tie, slots, caps) = setup(&data, &[("action:a0", 1)]);
         let ordinal = [0, 1];
+        let kind: Vec<u32> = (0..priority.len() as u32).collect();
         let lists = Lists {
             starts: &starts,
             ordinal: &ordinal,
             priority: &priority,
             tie: &tie,
+            kind: &kind,
             slots: &slots,
         };
         let result = greedy(&lists, &caps, 1);
@@ -904,11 +929,13 @@ mod tests {
             let caps = [("channel:email", 1), ("action:a0", 0)];
             let (starts, priority, tie, slots, caps) = setup(&data, &caps);
             let ordinal = [0, 1];
+            let kind: Vec<u32> = (0..priority.len() as u32).collect();
             let lists = Lists {
                 starts: &starts,
                 ordinal: &ordinal,
                 priority: &priority,
                 tie: &tie,
+                kind: &kind,
                 slots: &slots,
             };
             let result = greedy(&lists, &caps, 1);
@@ -926,11 +953,13 @@ mod tests {
         let data = vec![vec![(0, 10.0), (1, 9.0)], vec![(0, 9.5)]];
         let (starts, priority, tie, slots, caps) = setup(&data, &[("action:a0", 1)]);
         let ordinal = [0, 1];
+        let kind: Vec<u32> = (0..priority.len() as u32).collect();
         let lists = Lists {
             starts: &starts,
             ordinal: &ordinal,
             priority: &priority,
             tie: &tie,
+            kind: &kind,
             slots: &slots,
         };
         assert_eq!(greedy(&lists, &caps, 1).objective, 10.0);
@@ -938,6 +967,58 @@ mod tests {
         assert_eq!(best.objective, 18.5);
         let gap = relative_gap(best.dual_bound.unwrap(), best.objective);
         assert!(gap < 1e-9, "gap {gap}");
+    }
+
+    fn cursor(key: u128) -> Cursor {
+        Cursor {
+            key,
+            pos: 0,
+            kind: 0,
+            end: 0,
+            taken: 0,
+        }
+    }
+
+    proptest::proptest! {
+        /// The radix queue pops what a sorted list would, when each push is above the last
+        /// key popped (as the greedy's follow-ups are): each step pops, then pushes keys
+        /// above it, some far above (high bits), some just above (low bits).
+        #[test]
+        fn the_radix_queue_pops_in_key_order(
+            seeds in proptest::collection::vec(0u128..u128::MAX / 2, 1..40),
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0u32..128, 1u64..1000), 0..4),
+                0..200,
+            ),
+        ) {
+            let mut queue = RadixQueue::new();
+            let mut model: Vec<u128> = Vec::new();
+            for &key in &seeds {
+                if !model.contains(&key) {
+                    queue.push(cursor(key));
+                    model.push(key);
+                }
+            }
+            for pushes in &steps {
+                model.sort_unstable_by(|a, b| b.cmp(a));
+                proptest::prop_assert_eq!(queue.min_key(), model.last().copied());
+                let Some(expected) = model.pop() else { break };
+                let popped = queue.pop().map(|c| c.key);
+                proptest::prop_assert_eq!(popped, Some(expected));
+                for &(shift, step) in pushes {
+                    let key = expected.saturating_add((step as u128) << shift);
+                    if !model.contains(&key) {
+                        queue.push(cursor(key));
+                        model.push(key);
+                    }
+                }
+                proptest::prop_assert_eq!(queue.len, model.len());
+            }
+            let mut left: Vec<u128> = queue.into_vec().iter().map(|c| c.key).collect();
+            left.sort_unstable();
+            model.sort_unstable();
+            proptest::prop_assert_eq!(left, model);
+        }
     }
 
     #[test]

@@ -172,10 +172,14 @@ impl Engine {
             starts.push(priority.len());
         }
         let ordinal: Vec<u32> = (0..starts.len().saturating_sub(1) as u32).collect();
+        // Each row has its own codes (a row may override the catalog's group or issue), so
+        // each candidate is its own kind.
+        let kind: Vec<u32> = (0..priority.len() as u32).collect();
         let lists = Lists {
             starts: &starts,
             ordinal: &ordinal,
             priority: &priority,
+            kind: &kind,
             tie: &tie,
             slots: &slots,
         };

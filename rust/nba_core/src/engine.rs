@@ -480,11 +480,15 @@ impl Engine {
             .collect();
         let id_order = self.catalog.id_order();
         let total: usize = results.iter().map(|r| r.rows.len()).sum();
+        if u32::try_from(total).is_err() {
+            return Err(data_err!(
+                "caps: more than {} ranked candidates in one run",
+                u32::MAX
+            ));
+        }
         let mut starts = vec![0usize];
         let mut customers: Vec<(u32, u32)> = Vec::new();
-        let (mut priority, mut tie, mut slots, mut actions, mut ranks) = (
-            Vec::with_capacity(total),
-            Vec::with_capacity(total),
+        let (mut priority, mut actions, mut ranks) = (
             Vec::with_capacity(total),
             Vec::with_capacity(total),
             Vec::with_capacity(total),
@@ -501,10 +505,7 @@ impl Engine {
                     }
                     customers.push((b as u32, result.rows[k]));
                 }
-                let a = result.actions[k] as usize;
                 priority.push(result.priority[k]);
-                tie.push(id_order[a]);
-                slots.push(action_slots[a]);
                 actions.push(result.actions[k]);
                 ranks.push(result.rank[k]);
             }
@@ -542,8 +543,9 @@ impl Engine {
             starts: &starts,
             ordinal: &ordinal,
             priority: &priority,
-            tie: &tie,
-            slots: &slots,
+            kind: &actions,
+            tie: id_order,
+            slots: &action_slots,
         };
         let m = self.options.max_per_customer;
         let allocated = settle(
@@ -555,12 +557,16 @@ impl Engine {
             self.options.allocation,
             funnel,
         );
+        let mut firsts = Vec::with_capacity(results.len());
         let mut x = 0usize;
-        for result in results.iter_mut() {
-            let keep: Vec<bool> = allocated.accepted[x..x + result.rows.len()].to_vec();
+        for result in results.iter() {
+            firsts.push(x);
             x += result.rows.len();
-            result.retain(&keep);
         }
+        results.par_iter_mut().zip(firsts).for_each(|(result, x)| {
+            let len = result.rows.len();
+            result.retain(&allocated.accepted[x..x + len]);
+        });
         report(&caps, &allocated, self.options.allocation)
     }
 }
