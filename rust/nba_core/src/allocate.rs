@@ -6,11 +6,17 @@
 //! - a cap that could never fill (the most it could take, `min(M, the customer's candidates in
 //!   it)` summed over customers, is within its max) never rejects anything, so it is ignored;
 //! - a candidate in no cap that can fill is accepted as soon as its customer reaches it with
-//!   room, whatever the global order: each customer walks their ranked list and stops only at
-//!   a candidate in a cap that can fill (their *head*);
-//! - only heads are put in global order (one sort of at most one key per customer), merged with
-//!   a heap of the follow-up heads of customers who moved on; once every such cap is full the
-//!   rest needs no order at all: capped candidates are rejected, the others accepted by room.
+//!   room, whatever the global order, and one in a cap already full is turned down (caps never
+//!   empty): each customer walks their ranked list and stops only at a candidate in a cap that
+//!   can fill and is not full (their *head*);
+//! - only heads are put in global order (one parallel sort of at most one cursor per
+//!   customer), merged with a radix queue of the later stops of customers who moved on (their
+//!   keys only grow); once every such cap is full the rest needs no order at all: capped
+//!   candidates are rejected, the others accepted by room, each customer in parallel.
+//!
+//! The ordered phase is bound by memory latency, so a cursor carries what its turn needs (its
+//! order key, its candidate's kind, the customer's walk position, end and taken count): taking
+//! the next one reads no per-candidate array.
 //!
 //! The customer's walk is their rank order, which is the global order restricted to them, so
 //! every candidate is decided at the same point, with the same state, as in the plain
