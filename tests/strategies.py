@@ -11,7 +11,7 @@ arithmetic overflows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -653,6 +653,28 @@ def propensities(
 
 
 @st.composite
+def propensity_columns(
+    draw: st.DrawFn, people: Customers, catalog: Catalog
+) -> tuple[Customers, dict[str, str]]:
+    """The customers with a propensity column for some actions (float64, float32 or int8 of
+    0 and 1, with NULLs), and the mapping {action_id: column} that names them."""
+    table = people.table
+    mapping: dict[str, str] = {}
+    for number, action_id in enumerate(catalog.ids):
+        if draw(st.integers(0, 3)) == 0:
+            continue
+        data_type = draw(st.sampled_from([pa.float64(), pa.float32(), pa.int8()]))
+        value = st.sampled_from([0, 1]) if data_type == pa.int8() else probability()
+        values = [draw(st.one_of(st.none(), value)) for _ in people.ids]
+        if data_type == pa.float32():
+            values = [None if v is None else float(np.float32(v)) for v in values]
+        name = f"p {number}"
+        table = table.append_column(name, pa.array(values, data_type))
+        mapping[action_id] = name
+    return replace(people, table=table), mapping
+
+
+@st.composite
 def do_not_contact(draw: st.DrawFn, people: Customers) -> pa.Table | None:
     """A do-not-contact list by id, by address or both, on a channel or `*` (or `fax`, which
     no action uses)."""
@@ -747,7 +769,7 @@ class Scenario:
 
     people: Customers
     catalog: Catalog
-    propensities: pa.Table | np.ndarray[Any, Any] | None
+    propensities: pa.Table | np.ndarray[Any, Any] | dict[str, str] | None
     do_not_contact: pa.Table | None
     max_per_customer: int
     now: datetime  # aware UTC: what the rules see
@@ -776,10 +798,15 @@ def scenarios(draw: st.DrawFn, *, canonical: bool = False, max_rows: int = 12) -
             [now, now.replace(tzinfo=None), now.astimezone(timezone(timedelta(hours=-7)))]
         )
     )
+    given: pa.Table | np.ndarray[Any, Any] | dict[str, str] | None
+    if draw(st.integers(0, 4)) == 0:
+        people, given = draw(propensity_columns(people, catalog))
+    else:
+        given = draw(propensities(people, catalog))
     return Scenario(
         people=people,
         catalog=catalog,
-        propensities=draw(propensities(people, catalog)),
+        propensities=given,
         do_not_contact=draw(do_not_contact(people)),
         max_per_customer=draw(st.integers(1, 3)),
         now=now,

@@ -84,7 +84,8 @@ def show(scenario: Scenario) -> None:
     note(f"catalog: {scenario.catalog.actions}")
     props = scenario.propensities
     note(
-        f"propensities:\n{props if isinstance(props, np.ndarray) else props and props.to_pylist()}"
+        "propensities:\n"
+        f"{props if isinstance(props, (np.ndarray, dict)) else props and props.to_pylist()}"
     )
     dnc = scenario.do_not_contact
     note(f"do_not_contact: {None if dnc is None else dnc.to_pylist()}")

@@ -46,6 +46,7 @@ class Engine:
         now_us: int,
         propensities: Any = None,
         propensity_matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None,
+        propensity_columns: list[tuple[str, str]] | None = None,
         do_not_contact: Any = None,
         history: Any = None,
     ) -> dict[str, Any]: ...

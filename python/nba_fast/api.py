@@ -76,6 +76,20 @@ class DecisionResult:
     timings: Mapping[str, float] = field(default_factory=dict)
 
 
+def _propensity_columns(mapping: Mapping[Any, Any]) -> list[tuple[str, str]]:
+    """``{action_id: column}`` as pairs; a key or value that is not a string is a
+    `SchemaError`."""
+    pairs: list[tuple[str, str]] = []
+    for action, column in mapping.items():
+        if not isinstance(action, str) or not isinstance(column, str):
+            raise SchemaError(
+                "propensities: a mapping must map action ids to column names (strings), got "
+                f"{action!r}: {column!r}"
+            )
+        pairs.append((action, column))
+    return pairs
+
+
 def _result(raw: Mapping[str, Any]) -> DecisionResult:
     """The `DecisionResult` of the dict `_core.Engine` returns."""
     report = raw.get("allocation")
@@ -189,9 +203,12 @@ class Engine:
         Args:
             customers: one row per customer (any Arrow table or stream): ``customer_id`` plus
                 the columns the rules and channels need.
-            propensities: a long table (``customer_id``, ``action_id``, ``propensity``) or a
-                2-D array (customers x actions, catalog order); ``None`` uses default
-                propensities.
+            propensities: a long table (``customer_id``, ``action_id``, ``propensity``), a
+                2-D array (customers x actions, catalog order), or a mapping
+                ``{action_id: column}`` naming columns of ``customers`` that hold each
+                action's propensity (read batch by batch as the customers stream, so a scoring
+                job's wide output needs no second copy; an action left out, or a null, takes
+                the default propensity); ``None`` uses default propensities.
             history: interaction history (``customer_id``, ``action_id``, ``issue``,
                 ``group``, ``channel``, ``outcome``, ``timestamp``) read by the contact policies.
             do_not_contact: ``channel`` with ``customer_id`` and/or ``address``.
@@ -204,7 +221,10 @@ class Engine:
             raise ConfigError("decide needs a catalog with at least one action")
         table: Any = None
         matrix: np.ndarray[Any, np.dtype[np.float64]] | None = None
-        if isinstance(propensities, np.ndarray):
+        columns: list[tuple[str, str]] | None = None
+        if isinstance(propensities, Mapping):
+            columns = _propensity_columns(propensities)
+        elif isinstance(propensities, np.ndarray):
             if propensities.ndim != 2:
                 raise SchemaError(
                     f"propensities: a propensity array must be 2-D, got {propensities.ndim}-D"
@@ -221,6 +241,7 @@ class Engine:
             now_us=to_epoch_micros(now),
             propensities=table,
             propensity_matrix=matrix,
+            propensity_columns=columns,
             do_not_contact=None
             if do_not_contact is None
             else _arrow(do_not_contact, "do_not_contact"),

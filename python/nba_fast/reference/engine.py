@@ -41,6 +41,7 @@ from nba_fast.reference.inputs import (
     customer_ids,
     read_candidates,
     read_long_propensities,
+    read_propensity_columns,
     read_propensity_matrix,
     read_table,
     show_id,
@@ -238,7 +239,8 @@ class Engine:
         Args:
             customers: one row per customer (any Arrow table or stream).
             propensities: a long table (customer_id, action_id, propensity), a 2-D array
-                (customers x catalog actions), or None (default propensities only).
+                (customers x catalog actions), a mapping {action_id: column} naming numeric
+                columns of `customers`, or None (default propensities only).
             history: interaction history (customer_id, action_id, issue, group, channel,
                 outcome, timestamp) that the contact policies count; checked whenever given.
             do_not_contact: a table of channel with customer_id and/or address.
@@ -275,11 +277,13 @@ class Engine:
         policies = PolicyStage(self.policies, history, kind, now_us)
         threshold_columns = policies.threshold_columns(table, "customers")
         given: dict[tuple[CustomerId, str], float] = {}
-        if propensities is not None and not isinstance(propensities, np.ndarray):
+        if propensities is not None and not isinstance(propensities, (np.ndarray, Mapping)):
             given = read_long_propensities(propensities, self.actions, kind)
         ids = customer_ids(table, "customers")
         if isinstance(propensities, np.ndarray):
             given = read_propensity_matrix(propensities, self.actions, ids)
+        if isinstance(propensities, Mapping):
+            given = read_propensity_columns(table, propensities, self.actions, ids)
         _check_unique(ids)
         try:
             columns = {name: column_values(table.column(name)) for name in sorted(read_columns)}

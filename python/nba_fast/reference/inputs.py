@@ -8,7 +8,7 @@ docs/semantics.md. A column of Arrow type ``null`` reads as all NULL wherever a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +254,49 @@ def read_propensity_matrix(
     for customer_id, row in zip(ids, rows, strict=True):
         for action, p in zip(catalog, row, strict=True):
             if not 0.0 <= p <= 1.0:
+                raise _probability_error(what, customer_id, action.id, p)
+            pairs[(customer_id, action.id)] = p
+    return pairs
+
+
+def read_propensity_columns(
+    table: pa.Table,
+    mapping: Mapping[Any, Any],
+    catalog: Sequence[Action],
+    ids: Sequence[CustomerId],
+) -> dict[tuple[CustomerId, str], float]:
+    """``{action_id: column}`` naming numeric columns of the customers table, as
+    {(customer, action): p}. NULLs are left out (missing); customers are checked in row order,
+    each one's actions in catalog order."""
+    what = "propensities"
+    known = {action.id for action in catalog}
+    columns: dict[str, list[float | None]] = {}
+    for action_id, name in mapping.items():
+        if not isinstance(action_id, str) or not isinstance(name, str):
+            raise SchemaError(
+                f"{what}: a mapping must map action ids to column names (strings), got "
+                f"{action_id!r}: {name!r}"
+            )
+        if action_id not in known:
+            raise DataError(f"{what}: action {action_id!r} is not in the catalog")
+        if name not in table.column_names:
+            raise SchemaError(
+                f"{what}: column {name!r} (action {action_id!r}) is not a column of customers"
+            )
+        column = table.column(name)
+        if not (_is_number(column.type) or pat.is_null(column.type)):
+            raise SchemaError(
+                f"{what}: column {name!r} (action {action_id!r}) must be numeric, got {column.type}"
+            )
+        columns[action_id] = [None if v is None else float(v) for v in column_values(column)]
+    pairs: dict[tuple[CustomerId, str], float] = {}
+    for row, customer_id in enumerate(ids):
+        for action in catalog:
+            column = columns.get(action.id)
+            p = None if column is None else column[row]
+            if p is None:
+                continue
+            if not 0.0 <= p <= 1.0:  # also NaN
                 raise _probability_error(what, customer_id, action.id, p)
             pairs[(customer_id, action.id)] = p
     return pairs

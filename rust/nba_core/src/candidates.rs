@@ -14,7 +14,7 @@ use crate::funnel::{Drop, FunnelCounts};
 use crate::ids::IdColumn;
 use crate::policy::{PolicyStage, Verdicts};
 use crate::priority::priority;
-use crate::propensity::Propensities;
+use crate::propensity::{batch_columns, Propensities};
 use crate::rank::{rank_in_place, Scored};
 use crate::rules::BoundRule;
 
@@ -99,7 +99,7 @@ pub(crate) fn decide_batch(
         .for_each(|count| *count = rows as u64);
     let capacity = rows.saturating_mul(plan.max_per_customer.min(actions));
     let mut out = BatchDecisions {
-        ids: ids.clone(),
+        ids: ids.to_owned_buffers(),
         rows: Vec::with_capacity(capacity),
         actions: Vec::with_capacity(capacity),
         propensity: Vec::with_capacity(capacity),
@@ -110,6 +110,10 @@ pub(crate) fn decide_batch(
     let id_order = catalog.id_order();
     let mut scored: Vec<Scored> = Vec::with_capacity(actions);
     let mut looked_up: Vec<f64> = vec![f64::NAN; actions];
+    let propensity_columns = match &plan.propensities {
+        Propensities::Columns(names) => batch_columns(names, batch, &ids, catalog)?,
+        _ => Vec::new(),
+    };
     let histories = match &plan.policies.history {
         Some(history) => history.for_customers(&ids),
         None => Vec::new(),
@@ -126,6 +130,15 @@ pub(crate) fn decide_batch(
                 looked_up.fill(f64::NAN);
                 for &(action, p) in long.for_customer(&ids, row) {
                     looked_up[action as usize] = p;
+                }
+                &looked_up
+            }
+            Propensities::Columns(_) => {
+                for (slot, values) in looked_up.iter_mut().zip(&propensity_columns) {
+                    *slot = match values {
+                        Some(values) if values.is_valid(row) => values.value(row),
+                        _ => f64::NAN,
+                    };
                 }
                 &looked_up
             }

@@ -67,6 +67,8 @@ pub enum PropensityInput<'a> {
         /// Columns (actions).
         columns: usize,
     },
+    /// Columns of the customers' batches: (action id, column) pairs.
+    Columns(&'a [(String, String)]),
 }
 
 /// The per-call inputs of `decide` besides the customers.
@@ -383,6 +385,7 @@ impl Engine {
                 rows,
                 columns,
             } => Propensities::dense(values, rows, columns, &self.catalog)?,
+            PropensityInput::Columns(pairs) => Propensities::columns(pairs, &self.catalog, schema)?,
         };
         watch.lap("propensity_index");
         Ok(Plan {

@@ -96,6 +96,18 @@ impl IdColumn {
         })
     }
 
+    /// A copy in buffers of its own. A column read from a stream shares its buffers with the
+    /// whole batch it came in (an imported Arrow C batch is freed as one), so keeping it past
+    /// the batch would keep every other column of the batch alive too.
+    pub fn to_owned_buffers(&self) -> Self {
+        match self {
+            Self::Int(ids) => Self::Int(Int64Array::from(ids.values().to_vec())),
+            Self::Str(ids) => Self::Str(StringArray::from_iter_values(
+                (0..ids.len()).map(|row| ids.value(row)),
+            )),
+        }
+    }
+
     /// The kind of these ids.
     pub fn kind(&self) -> IdKind {
         match self {

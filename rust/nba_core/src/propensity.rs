@@ -1,4 +1,5 @@
-//! Propensities: a long table indexed once per call, or a dense (customers × actions) matrix.
+//! Propensities: a long table indexed once per call, a dense (customers × actions) matrix, or
+//! columns of the customers' own batches (one per action, read as each batch streams by).
 //!
 //! The long table is grouped by customer with one hash per row at build time; a batch of
 //! customers then costs one hash probe per customer, not per candidate.
@@ -7,8 +8,8 @@ use std::collections::HashMap;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Schema};
 use rayon::prelude::*;
 
 use crate::catalog::Catalog;
@@ -30,6 +31,9 @@ pub enum Propensities<'a> {
         /// Number of rows (customers).
         rows: usize,
     },
+    /// Per action in catalog order: the customers' column holding its propensity (`None`:
+    /// no column, so the action's default propensity applies).
+    Columns(Vec<Option<String>>),
 }
 
 impl<'a> Propensities<'a> {
@@ -67,6 +71,85 @@ impl<'a> Propensities<'a> {
         }
         Ok(Self::Dense { values, rows })
     }
+
+    /// Binds (action id, column) pairs to the customers' schema: every action must be in the
+    /// catalog and named once, every column present and numeric.
+    pub fn columns(pairs: &[(String, String)], catalog: &Catalog, schema: &Schema) -> Result<Self> {
+        let mut columns: Vec<Option<String>> = vec![None; catalog.len()];
+        for (action, column) in pairs {
+            let a = catalog
+                .index_of(action)
+                .ok_or_else(|| data_err!("propensities: action {action:?} is not in the catalog"))?
+                as usize;
+            if columns[a].is_some() {
+                return Err(data_err!(
+                    "propensities: action {action:?} is given more than one column"
+                ));
+            }
+            let field = schema.field_with_name(column).map_err(|_| {
+                schema_err!(
+                    "propensities: column {column:?} (action {action:?}) is not a column of customers"
+                )
+            })?;
+            let data_type = field.data_type();
+            if !(data_type.is_integer() || data_type.is_floating() || data_type == &DataType::Null)
+            {
+                return Err(schema_err!(
+                    "propensities: column {column:?} (action {action:?}) must be numeric, got {data_type}"
+                ));
+            }
+            columns[a] = Some(column.clone());
+        }
+        Ok(Self::Columns(columns))
+    }
+}
+
+/// One batch's propensity columns (per action in catalog order; `None`: no column), as
+/// float64, checked: a value outside [0, 1] (or NaN) is an error naming the customer, the
+/// first in row order, then catalog order.
+pub(crate) fn batch_columns(
+    names: &[Option<String>],
+    batch: &RecordBatch,
+    ids: &IdColumn,
+    catalog: &Catalog,
+) -> Result<Vec<Option<PrimitiveArray<Float64Type>>>> {
+    let columns: Vec<Option<PrimitiveArray<Float64Type>>> = names
+        .iter()
+        .map(|name| {
+            name.as_deref()
+                .map(|name| {
+                    let array = batch
+                        .column_by_name(name)
+                        .ok_or_else(|| schema_err!("customers: column {name:?} is missing"))?;
+                    float_column(array, "customers", name)
+                })
+                .transpose()
+        })
+        .collect::<Result<_>>()?;
+    let bad = |values: &PrimitiveArray<Float64Type>, row: usize| {
+        values.is_valid(row) && !(0.0..=1.0).contains(&values.value(row))
+    };
+    let first_bad = columns
+        .iter()
+        .enumerate()
+        .filter_map(|(a, values)| {
+            let values = values.as_ref()?;
+            (0..values.len())
+                .find(|&row| bad(values, row))
+                .map(|row| (row, a))
+        })
+        .min();
+    if let Some((row, a)) = first_bad {
+        let p = columns[a]
+            .as_ref()
+            .map_or(f64::NAN, |values| values.value(row));
+        return Err(data_err!(
+            "propensities: propensity {p} for customer {} and action {:?} is not a probability in [0, 1]",
+            ids.display(row),
+            catalog.actions()[a].id
+        ));
+    }
+    Ok(columns)
 }
 
 /// The long table grouped by customer: `entries[starts[g]..starts[g + 1]]` are customer `g`'s

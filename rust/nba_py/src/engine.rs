@@ -148,7 +148,7 @@ impl PyEngine {
     }
 
     /// Decides for a stream of customers; returns the result dict (see `to_pyarrow`).
-    #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, do_not_contact = None, history = None))]
+    #[pyo3(signature = (customers, *, now_us, propensities = None, propensity_matrix = None, propensity_columns = None, do_not_contact = None, history = None))]
     #[allow(clippy::too_many_arguments)]
     fn decide(
         &self,
@@ -157,6 +157,7 @@ impl PyEngine {
         now_us: i64,
         propensities: Option<AnyRecordBatch>,
         propensity_matrix: Option<PyReadonlyArray2<'_, f64>>,
+        propensity_columns: Option<Vec<(String, String)>>,
         do_not_contact: Option<AnyRecordBatch>,
         history: Option<AnyRecordBatch>,
     ) -> PyResult<Py<PyDict>> {
@@ -176,14 +177,15 @@ impl PyEngine {
             }
             None => None,
         };
-        let input = match (&long, matrix) {
-            (Some((batches, _)), _) => PropensityInput::Long(batches),
-            (None, Some((values, rows, columns))) => PropensityInput::Dense {
+        let input = match (&long, matrix, &propensity_columns) {
+            (Some((batches, _)), _, _) => PropensityInput::Long(batches),
+            (None, Some((values, rows, columns)), _) => PropensityInput::Dense {
                 values,
                 rows,
                 columns,
             },
-            (None, None) => PropensityInput::Missing,
+            (None, None, Some(pairs)) => PropensityInput::Columns(pairs),
+            (None, None, None) => PropensityInput::Missing,
         };
         let schema = reader.schema();
         let inputs = Inputs {
