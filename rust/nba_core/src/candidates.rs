@@ -51,21 +51,6 @@ pub(crate) struct BatchDecisions {
     pub funnel: FunnelCounts,
 }
 
-impl BatchDecisions {
-    /// Keeps the candidates whose flag is set.
-    pub fn retain(&mut self, keep: &[bool]) {
-        fn filter<T: Copy>(values: &mut Vec<T>, keep: &[bool]) {
-            let mut flags = keep.iter();
-            values.retain(|_| flags.next().copied().unwrap_or(false));
-        }
-        filter(&mut self.rows, keep);
-        filter(&mut self.actions, keep);
-        filter(&mut self.propensity, keep);
-        filter(&mut self.priority, keep);
-        filter(&mut self.rank, keep);
-    }
-}
-
 /// Decides one batch; `first_row` is the batch's offset in the whole input (for dense
 /// propensities and error messages).
 // One index walks several parallel per-row arrays (masks, reason codes, ids): a range loop is clearest.

@@ -489,32 +489,23 @@ impl Engine {
                 u32::MAX
             ));
         }
-        let mut starts = vec![0usize];
-        let mut customers: Vec<(u32, u32)> = Vec::new();
-        let (mut priority, mut actions, mut ranks) = (
-            Vec::with_capacity(total),
-            Vec::with_capacity(total),
-            Vec::with_capacity(total),
-        );
+        // Flat arrays over every batch's ranked candidates, filled batch by batch in parallel;
+        // each batch hands over its priorities, actions and ranks (they are rebuilt for the
+        // accepted ones below), so they are not held twice.
+        let new_customers: Vec<usize> = results
+            .par_iter()
+            .map(|r| {
+                (0..r.rows.len())
+                    .filter(|&k| k == 0 || r.rows[k] != r.rows[k - 1])
+                    .count()
+            })
+            .collect();
+        let customer_count: usize = new_customers.iter().sum();
         let mut offsets = Vec::with_capacity(results.len());
         let mut offset = 0usize;
-        for (b, result) in results.iter().enumerate() {
+        for result in results.iter() {
             offsets.push(offset);
             offset += result.ids.len();
-            for k in 0..result.rows.len() {
-                if k == 0 || result.rows[k] != result.rows[k - 1] {
-                    if !customers.is_empty() {
-                        starts.push(priority.len());
-                    }
-                    customers.push((b as u32, result.rows[k]));
-                }
-                priority.push(result.priority[k]);
-                actions.push(result.actions[k]);
-                ranks.push(result.rank[k]);
-            }
-        }
-        if !customers.is_empty() {
-            starts.push(priority.len());
         }
         if u32::try_from(offset).is_err() {
             return Err(data_err!(
@@ -522,6 +513,52 @@ impl Engine {
                 u32::MAX
             ));
         }
+        let lengths: Vec<usize> = results.iter().map(|r| r.rows.len()).collect();
+        let mut priority = vec![0.0f64; total];
+        let mut actions = vec![0u32; total];
+        let mut ranks = vec![0i32; total];
+        let mut starts = vec![0usize; customer_count + 1];
+        let mut customers: Vec<(u32, u32)> = vec![(0, 0); customer_count];
+        {
+            let priority = split_lengths(&mut priority, &lengths);
+            let actions = split_lengths(&mut actions, &lengths);
+            let ranks = split_lengths(&mut ranks, &lengths);
+            let starts = split_lengths(&mut starts[..customer_count], &new_customers);
+            let customers = split_lengths(&mut customers, &new_customers);
+            let mut first = 0usize;
+            let firsts: Vec<usize> = lengths
+                .iter()
+                .map(|&len| {
+                    first += len;
+                    first - len
+                })
+                .collect();
+            results
+                .par_iter_mut()
+                .enumerate()
+                .zip(priority.into_par_iter().zip(actions).zip(ranks))
+                .zip(starts.into_par_iter().zip(customers).zip(firsts))
+                .for_each(
+                    |(
+                        ((b, result), ((priority, actions), ranks)),
+                        ((starts, customers), first),
+                    )| {
+                        priority.copy_from_slice(&std::mem::take(&mut result.priority));
+                        actions.copy_from_slice(&std::mem::take(&mut result.actions));
+                        ranks.copy_from_slice(&std::mem::take(&mut result.rank));
+                        let rows = &result.rows;
+                        let mut j = 0;
+                        for k in 0..rows.len() {
+                            if k == 0 || rows[k] != rows[k - 1] {
+                                starts[j] = first + k;
+                                customers[j] = (b as u32, rows[k]);
+                                j += 1;
+                            }
+                        }
+                    },
+                );
+        }
+        starts[customer_count] = total;
         let ordinal: Vec<u32> = if sorted {
             customers
                 .iter()
@@ -560,18 +597,50 @@ impl Engine {
             self.options.allocation,
             funnel,
         );
-        let mut firsts = Vec::with_capacity(results.len());
-        let mut x = 0usize;
-        for result in results.iter() {
-            firsts.push(x);
-            x += result.rows.len();
-        }
-        results.par_iter_mut().zip(firsts).for_each(|(result, x)| {
-            let len = result.rows.len();
-            result.retain(&allocated.accepted[x..x + len]);
-        });
+        let mut first = 0usize;
+        results
+            .par_iter_mut()
+            .zip(
+                lengths
+                    .iter()
+                    .map(|&len| {
+                        first += len;
+                        first - len
+                    })
+                    .collect::<Vec<usize>>(),
+            )
+            .for_each(|(result, x)| {
+                let range = x..x + result.rows.len();
+                let keep = &allocated.accepted[range.clone()];
+                result.rows = pick(&result.rows, keep);
+                result.propensity = pick(&result.propensity, keep);
+                result.priority = pick(&priority[range.clone()], keep);
+                result.actions = pick(&actions[range.clone()], keep);
+                result.rank = pick(&ranks[range], keep);
+            });
         report(&caps, &allocated, self.options.allocation)
     }
+}
+
+/// `slice` cut into consecutive pieces of the given lengths (which sum to its length).
+fn split_lengths<'a, T>(mut slice: &'a mut [T], lengths: &[usize]) -> Vec<&'a mut [T]> {
+    let mut pieces = Vec::with_capacity(lengths.len());
+    for &len in lengths {
+        let (piece, rest) = slice.split_at_mut(len);
+        pieces.push(piece);
+        slice = rest;
+    }
+    pieces
+}
+
+/// The values whose flag is set.
+fn pick<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
+    values
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(&v, _)| v)
+        .collect()
 }
 
 /// The report of a settled allocation.
