@@ -737,17 +737,28 @@ fn dual_pass(
 /// The price of a cap that minimises the dual given the other prices: any λ between the
 /// (max+1)-th and the max-th largest gain leaves exactly `max` gains above it. The middle of
 /// that interval is taken, so the customers the price admits prefer the cap strictly and the
-/// repaired primal does not hinge on ties.
+/// repaired primal does not hinge on ties. A cap of max 0 has no upper end: its price is put
+/// strictly above every gain (it adds nothing to the dual, as it is multiplied by 0), since a
+/// price equal to the largest gain left that customer indifferent, and the other caps' prices
+/// were then set as if the cap's candidate were still its alternative.
 fn best_price(mut gains: Vec<f64>, max: u64) -> f64 {
     let max = max as usize;
     if gains.len() <= max {
-        return 0.0;
+        // Every customer who gains from the cap fits: any price below the smallest gain
+        // admits them all. Half of it rather than 0, so that a customer who gains exactly
+        // nothing (a tie between the cap's candidate and the best outside it) is not admitted
+        // too, taking room the repaired primal needed.
+        return gains
+            .iter()
+            .copied()
+            .min_by(|a, b| a.total_cmp(b))
+            .map_or(0.0, |smallest| 0.5 * smallest);
     }
     let (above, nth, _) = gains.select_nth_unstable_by(max, |a, b| b.total_cmp(a));
     let lower = nth.max(0.0);
     match above.iter().copied().min_by(|a, b| a.total_cmp(b)) {
         Some(upper) => 0.5 * (lower + upper),
-        None => lower,
+        None => 2.0 * lower + 1.0,
     }
 }
 
@@ -1025,6 +1036,14 @@ mod tests {
             model.sort_unstable();
             proptest::prop_assert_eq!(left, model);
         }
+    }
+
+    #[test]
+    fn a_cap_of_max_0_is_priced_above_every_gain() {
+        assert!(best_price(vec![6.4, 3.4, 1.6], 0) > 6.4);
+        assert_eq!(best_price(vec![3.0, 1.0], 1), 2.0);
+        assert_eq!(best_price(vec![3.0], 1), 1.5);
+        assert_eq!(best_price(Vec::new(), 1), 0.0);
     }
 
     #[test]
