@@ -399,6 +399,11 @@ def _stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatch
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def _propensity_columns(data: Data) -> dict[str, str]:
+    """Each action's propensity column in the customers table."""
+    return {a["id"]: propensity_column(a["id"]) for a in data.catalog}
+
+
 def nba_fast_job(
     data: Data,
     *,
@@ -440,7 +445,7 @@ def nba_fast_job(
     lap("read_history")
     result = engine.decide(
         _stream(data, stages, tables),
-        propensities={a["id"]: propensity_column(a["id"]) for a in data.catalog},
+        propensities=_propensity_columns(data),
         history=history,
         do_not_contact=dnc,
         now=data.now,
@@ -474,16 +479,14 @@ def reference_job(
 
     table = _head(data, sample)
     ids = table.column("customer_id")
-    matrix = np.column_stack([table.column(c).to_numpy() for c in data.propensity_columns])
-    customers = table.select(data.customer_columns())
     history = pq.read_table(data.history)
     history = history.filter(pc.is_in(history.column("customer_id"), ids))
     engine = reference.Engine(
         data.catalog, policies=data.policies, caps=data.caps if caps else None
     )
     result = engine.decide(
-        customers,
-        propensities=np.ascontiguousarray(matrix),
+        table,
+        propensities=_propensity_columns(data),
         history=history,
         do_not_contact=pq.read_table(data.do_not_contact),
         now=data.now,
@@ -497,13 +500,12 @@ def reference_sample_for_nba_fast(data: Data, *, caps: bool, sample: int) -> pa.
 
     table = _head(data, sample)
     ids = table.column("customer_id")
-    matrix = np.column_stack([table.column(c).to_numpy() for c in data.propensity_columns])
     history = pq.read_table(data.history)
     history = history.filter(pc.is_in(history.column("customer_id"), ids))
     engine = nba.Engine(data.catalog, policies=data.policies, caps=data.caps if caps else None)
     result = engine.decide(
-        table.select(data.customer_columns()),
-        propensities=np.ascontiguousarray(matrix),
+        table,
+        propensities=_propensity_columns(data),
         history=history,
         do_not_contact=pq.read_table(data.do_not_contact),
         now=data.now,

@@ -35,6 +35,7 @@ from nba_fast.reference.evaluate import Value, evaluate
 from nba_fast.reference.inputs import (
     CandidateRow,
     CustomerId,
+    bind_propensity_columns,
     check_propensity_array,
     column_values,
     customer_id_kind,
@@ -279,11 +280,14 @@ class Engine:
         given: dict[tuple[CustomerId, str], float] = {}
         if propensities is not None and not isinstance(propensities, (np.ndarray, Mapping)):
             given = read_long_propensities(propensities, self.actions, kind)
+        bound_columns = None
+        if isinstance(propensities, Mapping):
+            bound_columns = bind_propensity_columns(table, propensities, self.actions)
         ids = customer_ids(table, "customers")
         if isinstance(propensities, np.ndarray):
             given = read_propensity_matrix(propensities, self.actions, ids)
-        if isinstance(propensities, Mapping):
-            given = read_propensity_columns(table, propensities, self.actions, ids)
+        if bound_columns is not None:
+            given = read_propensity_columns(bound_columns, self.actions, ids)
         _check_unique(ids)
         try:
             columns = {name: column_values(table.column(name)) for name in sorted(read_columns)}

@@ -259,15 +259,11 @@ def read_propensity_matrix(
     return pairs
 
 
-def read_propensity_columns(
-    table: pa.Table,
-    mapping: Mapping[Any, Any],
-    catalog: Sequence[Action],
-    ids: Sequence[CustomerId],
-) -> dict[tuple[CustomerId, str], float]:
-    """``{action_id: column}`` naming numeric columns of the customers table, as
-    {(customer, action): p}. NULLs are left out (missing); customers are checked in row order,
-    each one's actions in catalog order."""
+def bind_propensity_columns(
+    table: pa.Table, mapping: Mapping[Any, Any], catalog: Sequence[Action]
+) -> dict[str, list[float | None]]:
+    """``{action_id: column}`` naming numeric columns of the customers table, checked and read:
+    {action_id: the column's values as floats (None for NULL)}."""
     what = "propensities"
     known = {action.id for action in catalog}
     columns: dict[str, list[float | None]] = {}
@@ -289,6 +285,17 @@ def read_propensity_columns(
                 f"{what}: column {name!r} (action {action_id!r}) must be numeric, got {column.type}"
             )
         columns[action_id] = [None if v is None else float(v) for v in column_values(column)]
+    return columns
+
+
+def read_propensity_columns(
+    columns: Mapping[str, list[float | None]],
+    catalog: Sequence[Action],
+    ids: Sequence[CustomerId],
+) -> dict[tuple[CustomerId, str], float]:
+    """Bound propensity columns (`bind_propensity_columns`) as {(customer, action): p}. NULLs
+    are left out (missing); customers are checked in row order, each one's actions in catalog
+    order."""
     pairs: dict[tuple[CustomerId, str], float] = {}
     for row, customer_id in enumerate(ids):
         for action in catalog:
@@ -297,7 +304,7 @@ def read_propensity_columns(
             if p is None:
                 continue
             if not 0.0 <= p <= 1.0:  # also NaN
-                raise _probability_error(what, customer_id, action.id, p)
+                raise _probability_error("propensities", customer_id, action.id, p)
             pairs[(customer_id, action.id)] = p
     return pairs
 

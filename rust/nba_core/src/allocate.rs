@@ -122,12 +122,13 @@ fn ordinal_of(key: u128) -> u32 {
 /// Caps that can fill: the most they could take exceeds their max.
 fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
     let customers = lists.customers();
+    // Per fold: the potential so far, and one customer's (cap, count) pairs (reused).
     let potential = (0..customers)
         .into_par_iter()
         .fold(
-            || vec![0u64; caps.len()],
-            |mut potential, i| {
-                let mut counts: Vec<(u32, u64)> = Vec::new();
+            || (vec![0u64; caps.len()], Vec::<(u32, u64)>::new()),
+            |(mut potential, mut counts), i| {
+                counts.clear();
                 for x in lists.starts[i]..lists.starts[i + 1] {
                     for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
                         match counts.iter_mut().find(|(cap, _)| *cap == c) {
@@ -136,12 +137,13 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
                         }
                     }
                 }
-                for (c, n) in counts {
+                for &(c, n) in &counts {
                     potential[c as usize] += n.min(m as u64);
                 }
-                potential
+                (potential, counts)
             },
         )
+        .map(|(potential, _)| potential)
         .reduce(
             || vec![0u64; caps.len()],
             |mut a, b| {
@@ -284,12 +286,15 @@ struct Walker<'a> {
 }
 
 /// What walking customers decided without the global order: candidates accepted, and
-/// candidates turned down (as (customer ordinal, walk position); which cap is named once
-/// every cap's fill time is known).
+/// candidates turned down: named at once where the first full cap of theirs comes before any
+/// of their caps still open, else (as (customer ordinal, walk position)) once every cap's
+/// fill time is known.
 #[derive(Default)]
 struct Walked {
     accepted: Vec<u32>,
     early: Vec<(u32, u32)>,
+    /// Candidates turned down whose cap is already certain: (candidate, cap).
+    named: Vec<(u32, u32)>,
 }
 
 impl Walker<'_> {
@@ -332,8 +337,18 @@ impl Walker<'_> {
         while taken < self.m && pos < end {
             let x = self.candidate(pos);
             let slots = self.lists.slots_of(x);
-            if slots.iter().any(|&c| self.is_full(c)) {
-                out.early.push((ordinal, pos as u32));
+            let full = self.first_full(slots);
+            if full != NO_CAP {
+                // Named now unless a cap before `full` in the caps' order may still fill
+                // before this candidate's turn.
+                let open_before = slots
+                    .iter()
+                    .any(|&c| c < full && self.live[c as usize] && !self.is_full(c));
+                if open_before {
+                    out.early.push((ordinal, pos as u32));
+                } else {
+                    out.named.push((x as u32, full));
+                }
             } else if slots.iter().any(|&c| c != NO_CAP && self.live[c as usize]) {
                 return Some(Cursor {
                     key: order_key(self.score[x], ordinal, self.lists.tie_of(x)),
@@ -409,6 +424,7 @@ fn greedy_by(
         heads.extend(part_heads);
         walked.accepted.extend(part.accepted);
         walked.early.extend(part.early);
+        walked.named.extend(part.named);
     }
     heads.par_sort_unstable_by_key(|h| h.key);
 
@@ -503,6 +519,13 @@ fn greedy_by(
     // Candidates turned down outside the ordered phase: the first cap, in the caps' order,
     // already full when their turn (their order key) came, as if they had waited for it (in
     // the ordered phase `first_full` saw exactly that).
+    for &(x, by) in walked
+        .named
+        .iter()
+        .chain(finished.iter().flat_map(|w| &w.named))
+    {
+        rejected_by[x as usize] = by;
+    }
     let early: Vec<(u32, u32)> = walked
         .early
         .into_iter()
