@@ -902,8 +902,9 @@ mod tests {
     use crate::caps::{parse_caps, CompiledCaps};
     use crate::history::Codes;
 
-    /// Customers with (action, priority) lists; actions "a0".."a9", one group, channels by
-    /// parity.
+    /// Customers with (action, priority) lists; actions "a0".."a9" in groups "g0".."g4" (by
+    /// pairs: a0 and a1 in g0), issues "i0".."i2" (a mod 3) and channels by parity (even:
+    /// email), so group, issue and channel caps cross.
     fn setup(
         lists: &[Vec<(u32, f64)>],
         caps: &[(&str, i64)],
@@ -912,8 +913,12 @@ mod tests {
         for a in 0..10 {
             codes.intern(0, &format!("a{a}"));
         }
-        codes.intern(1, "g");
-        codes.intern(2, "i");
+        for g in 0..5 {
+            codes.intern(1, &format!("g{g}"));
+        }
+        for i in 0..3 {
+            codes.intern(2, &format!("i{i}"));
+        }
         codes.intern(3, "email");
         codes.intern(3, "sms");
         let caps: Vec<(String, i64)> = caps.iter().map(|(s, m)| (s.to_string(), *m)).collect();
@@ -926,7 +931,7 @@ mod tests {
             for (a, p) in sorted {
                 priority.push(p);
                 tie.push(a);
-                slots.push(compiled.slots(&[a, 0, 0, a % 2]));
+                slots.push(compiled.slots(&[a, a / 2, a % 3, a % 2]));
             }
             starts.push(priority.len());
         }
@@ -1007,6 +1012,113 @@ mod tests {
         assert_eq!(best.objective, 18.5);
         let gap = relative_gap(best.dual_bound.unwrap(), best.objective);
         assert!(gap < 1e-9, "gap {gap}");
+    }
+
+    /// The plain definition (DESIGN.md §3): every candidate in global order, accepted while
+    /// its customer has room and every cap of its has room; a turned-down candidate names the
+    /// first full cap in the caps' order. Returns (accepted, rejected_by, used).
+    fn plain_greedy(
+        lists: &Lists<'_>,
+        caps: &CompiledCaps,
+        m: usize,
+    ) -> (Vec<bool>, Vec<u32>, Vec<u64>) {
+        let n = lists.priority.len();
+        let customer_of: Vec<usize> = (0..lists.customers())
+            .flat_map(|i| std::iter::repeat_n(i, lists.starts[i + 1] - lists.starts[i]))
+            .collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&x| {
+            order_key(
+                lists.priority[x],
+                lists.ordinal[customer_of[x]],
+                lists.tie_of(x),
+            )
+        });
+        let mut taken = vec![0usize; lists.customers()];
+        let mut used = vec![0u64; caps.len()];
+        let (mut accepted, mut rejected_by) = (vec![false; n], vec![NO_CAP; n]);
+        for x in order {
+            let i = customer_of[x];
+            if taken[i] >= m {
+                continue;
+            }
+            let slots = lists.slots_of(x);
+            let full = slots
+                .iter()
+                .copied()
+                .filter(|&c| c != NO_CAP && used[c as usize] >= caps.max[c as usize])
+                .min()
+                .unwrap_or(NO_CAP);
+            if full == NO_CAP {
+                accepted[x] = true;
+                taken[i] += 1;
+                for &c in slots.iter().filter(|&&c| c != NO_CAP) {
+                    used[c as usize] += 1;
+                }
+            } else {
+                rejected_by[x] = full;
+            }
+        }
+        (accepted, rejected_by, used)
+    }
+
+    const SCOPES: [&str; 11] = [
+        "action:a0",
+        "action:a1",
+        "action:a2",
+        "action:a3",
+        "channel:email",
+        "channel:sms",
+        "group:g0",
+        "group:g1",
+        "issue:i0",
+        "issue:i1",
+        "all",
+    ];
+
+    proptest::proptest! {
+        /// The greedy (cursors, radix queue, walks in parallel) gives what the plain definition
+        /// gives, on lists with tied priorities, customers out of id order, and caps of every
+        /// kind, some full from the start, some that can never fill.
+        #[test]
+        fn the_greedy_is_the_plain_definition(
+            customers in proptest::collection::vec(
+                proptest::collection::btree_map(0u32..6, 0u8..5, 0..6),
+                0..120,
+            ),
+            caps in proptest::collection::btree_map(0usize..SCOPES.len(), 0i64..40, 0..5),
+            m in 1usize..4,
+            shuffle in proptest::num::u64::ANY,
+        ) {
+            let data: Vec<Vec<(u32, f64)>> = customers
+                .iter()
+                .map(|actions| actions.iter().map(|(&a, &p)| (a, f64::from(p) * 0.5)).collect())
+                .collect();
+            let caps: Vec<(&str, i64)> = caps.iter().map(|(&k, &max)| (SCOPES[k], max)).collect();
+            let (starts, priority, tie, slots, compiled) = setup(&data, &caps);
+            let kind: Vec<u32> = (0..priority.len() as u32).collect();
+            // A permutation of the customers' ordinals: customers need not come in id order.
+            let count = data.len() as u32;
+            let ordinal: Vec<u32> = (0..count)
+                .map(|i| {
+                    let step = (shuffle % u64::from(count.max(1))) as u32;
+                    (i + step) % count.max(1)
+                })
+                .collect();
+            let lists = Lists {
+                starts: &starts,
+                ordinal: &ordinal,
+                priority: &priority,
+                kind: &kind,
+                tie: &tie,
+                slots: &slots,
+            };
+            let result = greedy(&lists, &compiled, m);
+            let (accepted, rejected_by, used) = plain_greedy(&lists, &compiled, m);
+            proptest::prop_assert_eq!(result.accepted, accepted);
+            proptest::prop_assert_eq!(result.rejected_by, rejected_by);
+            proptest::prop_assert_eq!(result.used, used);
+        }
     }
 
     fn cursor(key: u128) -> Cursor {
