@@ -501,12 +501,9 @@ impl Engine {
             })
             .collect();
         let customer_count: usize = new_customers.iter().sum();
-        let mut offsets = Vec::with_capacity(results.len());
-        let mut offset = 0usize;
-        for result in results.iter() {
-            offsets.push(offset);
-            offset += result.ids.len();
-        }
+        let id_counts: Vec<usize> = results.iter().map(|r| r.ids.len()).collect();
+        let offsets = prefix_starts(&id_counts);
+        let offset: usize = id_counts.iter().sum();
         if u32::try_from(offset).is_err() {
             return Err(data_err!(
                 "caps: more than {} customers in one run",
@@ -514,6 +511,7 @@ impl Engine {
             ));
         }
         let lengths: Vec<usize> = results.iter().map(|r| r.rows.len()).collect();
+        let firsts = prefix_starts(&lengths);
         let mut priority = vec![0.0f64; total];
         let mut actions = vec![0u32; total];
         let mut ranks = vec![0i32; total];
@@ -525,23 +523,15 @@ impl Engine {
             let ranks = split_lengths(&mut ranks, &lengths);
             let starts = split_lengths(&mut starts[..customer_count], &new_customers);
             let customers = split_lengths(&mut customers, &new_customers);
-            let mut first = 0usize;
-            let firsts: Vec<usize> = lengths
-                .iter()
-                .map(|&len| {
-                    first += len;
-                    first - len
-                })
-                .collect();
             results
                 .par_iter_mut()
                 .enumerate()
                 .zip(priority.into_par_iter().zip(actions).zip(ranks))
-                .zip(starts.into_par_iter().zip(customers).zip(firsts))
+                .zip(starts.into_par_iter().zip(customers).zip(&firsts))
                 .for_each(
                     |(
                         ((b, result), ((priority, actions), ranks)),
-                        ((starts, customers), first),
+                        ((starts, customers), &first),
                     )| {
                         priority.copy_from_slice(&std::mem::take(&mut result.priority));
                         actions.copy_from_slice(&std::mem::take(&mut result.actions));
@@ -597,29 +587,29 @@ impl Engine {
             self.options.allocation,
             funnel,
         );
-        let mut first = 0usize;
-        results
-            .par_iter_mut()
-            .zip(
-                lengths
-                    .iter()
-                    .map(|&len| {
-                        first += len;
-                        first - len
-                    })
-                    .collect::<Vec<usize>>(),
-            )
-            .for_each(|(result, x)| {
-                let range = x..x + result.rows.len();
-                let keep = &allocated.accepted[range.clone()];
-                result.rows = pick(&result.rows, keep);
-                result.propensity = pick(&result.propensity, keep);
-                result.priority = pick(&priority[range.clone()], keep);
-                result.actions = pick(&actions[range.clone()], keep);
-                result.rank = pick(&ranks[range], keep);
-            });
+        results.par_iter_mut().zip(firsts).for_each(|(result, x)| {
+            let range = x..x + result.rows.len();
+            let keep = &allocated.accepted[range.clone()];
+            result.rows = pick(&result.rows, keep);
+            result.propensity = pick(&result.propensity, keep);
+            result.priority = pick(&priority[range.clone()], keep);
+            result.actions = pick(&actions[range.clone()], keep);
+            result.rank = pick(&ranks[range], keep);
+        });
         report(&caps, &allocated, self.options.allocation)
     }
+}
+
+/// Where each of consecutive pieces of the given lengths starts.
+fn prefix_starts(lengths: &[usize]) -> Vec<usize> {
+    let mut start = 0usize;
+    lengths
+        .iter()
+        .map(|&len| {
+            start += len;
+            start - len
+        })
+        .collect()
 }
 
 /// `slice` cut into consecutive pieces of the given lengths (which sum to its length).
