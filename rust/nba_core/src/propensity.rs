@@ -92,8 +92,7 @@ impl<'a> Propensities<'a> {
                 )
             })?;
             let data_type = field.data_type();
-            if !(data_type.is_integer() || data_type.is_floating() || data_type == &DataType::Null)
-            {
+            if !is_numeric(data_type) {
                 return Err(schema_err!(
                     "propensities: column {column:?} (action {action:?}) must be numeric, got {data_type}"
                 ));
@@ -267,14 +266,18 @@ pub(crate) fn required<'b>(batch: &'b RecordBatch, name: &str) -> Result<&'b Arr
         .ok_or_else(|| schema_err!("propensities: column {name:?} is missing"))
 }
 
+/// An integer or float type, or `null` (read as all NULL): what a propensity column may be.
+fn is_numeric(data_type: &DataType) -> bool {
+    data_type.is_integer() || data_type.is_floating() || data_type == &DataType::Null
+}
+
 /// A numeric column as float64, or a `SchemaError` naming `table` and `name`.
 pub(crate) fn float_column(
     array: &ArrayRef,
     table: &str,
     name: &str,
 ) -> Result<arrow_array::PrimitiveArray<Float64Type>> {
-    let numeric = array.data_type().is_integer() || array.data_type().is_floating();
-    if !numeric && array.data_type() != &DataType::Null {
+    if !is_numeric(array.data_type()) {
         return Err(schema_err!(
             "{table}: column {name:?} must be numeric, got {}",
             array.data_type()
