@@ -399,6 +399,30 @@ def _stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatch
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def _history_stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatchReader:
+    """The history as a stream: from memory, or decoded from Parquet one row group at a time
+    (its string columns dictionary-encoded, as they are stored), so only the events some
+    policy counts are ever held whole."""
+    if tables is not None:
+        batches: Iterator[pa.RecordBatch] = iter(tables["history"].to_batches())
+        schema = tables["history"].schema
+    else:
+        parquet = pq.ParquetFile(
+            data.history,
+            pre_buffer=False,
+            read_dictionary=["action_id", "issue", "group", "channel", "outcome"],
+        )
+        schema = parquet.schema_arrow
+        batches = parquet.iter_batches(batch_size=_BATCH_ROWS, use_threads=True)
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            stages.bytes_read += batch.nbytes
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(schema, counted())
+
+
 def _propensity_columns(data: Data) -> dict[str, str]:
     """Each action's propensity column in the customers table."""
     return {a["id"]: propensity_column(a["id"]) for a in data.catalog}
@@ -412,10 +436,10 @@ def nba_fast_job(
     stages: Stages | None = None,
     threads: int | None = None,
 ) -> pa.Table:
-    """The job in nba_fast: the customers streamed batch by batch, each action's propensity
-    read from its column of the stream (``propensities={action_id: column}``); history and
-    the do-not-contact list read whole. From the Parquet files or, given `tables`, from
-    memory."""
+    """The job in nba_fast: the customers and the history streamed batch by batch, each
+    action's propensity read from its column of the customers' stream
+    (``propensities={action_id: column}``); the do-not-contact list read whole. From the
+    Parquet files or, given `tables`, from memory."""
     import time
 
     import nba_fast as nba
@@ -436,13 +460,10 @@ def nba_fast_job(
         threads=threads,
     )
     lap("compile")
-    if tables is None:
-        history = pq.read_table(data.history)
-        dnc = pq.read_table(data.do_not_contact)
-    else:
-        history, dnc = tables["history"], tables["do_not_contact"]
-    stages.bytes_read += history.nbytes + dnc.nbytes
-    lap("read_history")
+    dnc = pq.read_table(data.do_not_contact) if tables is None else tables["do_not_contact"]
+    stages.bytes_read += dnc.nbytes
+    history = _history_stream(data, stages, tables)
+    lap("read_inputs")
     result = engine.decide(
         _stream(data, stages, tables),
         propensities=_propensity_columns(data),

@@ -85,7 +85,7 @@ def test_nba_fast_stages_count_what_was_read(small: Data) -> None:
         range(1, SMALL.customers + 1)
     )
     assert stages.bytes_read > SMALL.customers * SMALL.actions * 8  # the propensities alone
-    assert {"read_history", "engine"} <= set(stages.seconds)
+    assert {"read_inputs", "engine"} <= set(stages.seconds)
 
 
 # --- pytest-benchmark ----------------------------------------------------------------------

@@ -220,6 +220,11 @@ def events(draw: st.DrawFn, n_customers: int) -> pa.Table:
     return history(rows)
 
 
+def stream(table: pa.Table, rows: int) -> pa.RecordBatchReader:
+    """`table` as a one-pass stream of batches of at most `rows` rows."""
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=rows))
+
+
 def relabel(table: pa.Table, scale: int) -> pa.Table:
     """`table` with every customer_id multiplied by `scale`."""
     ids = pa.array([c * scale for c in table["customer_id"].to_pylist()], pa.int64())
@@ -249,6 +254,17 @@ def test_rust_matches_reference_on_random_histories(data: st.DataObject) -> None
         for cls in (ENGINES["rust"], ENGINES["reference"])
     ]
     rust, reference = results
+    # The same history as a stream of small batches says the same.
+    size = data.draw(st.integers(1, 4))
+    streamed = guarded(
+        lambda: ENGINES["rust"](CATALOG, policies=chosen, max_per_customer=max_per_customer).decide(
+            table, history=stream(hist, size), now=NOW
+        )
+    )
+    if isinstance(rust, Exception):
+        assert type(streamed) is type(rust) and str(streamed) == str(rust), (streamed, rust)
+    else:
+        assert_same_result(streamed, rust)
     if isinstance(reference, Exception):
         assert type(rust) is type(reference), (rust, reference)
     else:
@@ -272,3 +288,69 @@ def test_rust_matches_reference_on_random_histories(data: st.DataObject) -> None
         assert type(arbitrated[0]) is type(arbitrated[1]), arbitrated
     else:
         assert_same_result(arbitrated[0], arbitrated[1])
+
+
+# --- the history as a stream --------------------------------------------------------------
+
+
+def big_history(rows: int, null_time_at: int | None = None) -> pa.Table:
+    """`rows` sent emails of customers 1..1000, a day old (one NULL timestamp if asked)."""
+    import numpy as np
+
+    ids = np.arange(rows, dtype=np.int64) % 1000 + 1
+    times = np.full(rows, int((NOW - timedelta(days=1)).timestamp() * 1_000_000), np.int64)
+    mask = None
+    if null_time_at is not None:
+        mask = np.zeros(rows, dtype=bool)
+        mask[null_time_at] = True
+    return pa.table({
+        "customer_id": ids,
+        "action_id": pa.array(["std_card"] * rows).dictionary_encode(),
+        "issue": pa.array(["Sales"] * rows).dictionary_encode(),
+        "group": pa.array(["Cards"] * rows).dictionary_encode(),
+        "channel": pa.array(["email"] * rows).dictionary_encode(),
+        "outcome": pa.array(["sent"] * rows).dictionary_encode(),
+        "timestamp": pa.array(times, pa.timestamp("us", tz="UTC"), mask=mask),
+    })  # fmt: skip
+
+
+def test_a_long_stream_equals_the_table() -> None:
+    # 1.2M rows over several read groups (a group is 2^19 rows per worker thread).
+    table = big_history(1_200_000)
+    engine = nba_fast.Engine(CATALOG, policies=[COOLDOWN], threads=1)
+    whole = engine.decide(customers(1200), history=table, now=NOW)
+    streamed = engine.decide(customers(1200), history=stream(table, 100_000), now=NOW)
+    assert_same_result(streamed, whole)
+    # Customers 1..1000 had a Cards email: only loan and bill_sms are left for them.
+    assert selected(whole)[1] == "loan" and selected(whole)[1001] == "std_card"
+
+
+def test_a_fault_late_in_a_stream_names_its_row_in_the_whole_history() -> None:
+    bad = big_history(1_200_000, null_time_at=1_150_001)
+    engine = nba_fast.Engine(CATALOG, policies=[COOLDOWN], threads=1)
+    for history in (bad, stream(bad, 70_000)):
+        with pytest.raises(nba_fast.DataError, match=r"timestamp is null in row 1150001\b"):
+            engine.decide(customers(3), history=history, now=NOW)
+
+
+def test_an_empty_stream_still_has_its_schema_checked() -> None:
+    schema = HISTORY_SCHEMA.remove(HISTORY_SCHEMA.get_field_index("outcome"))
+    empty = pa.RecordBatchReader.from_batches(schema, [])
+    with pytest.raises(nba_fast.SchemaError, match=r"history: column .outcome. is missing"):
+        nba_fast.Engine(CATALOG, policies=[COOLDOWN]).decide(customers(1), history=empty, now=NOW)
+    fine = pa.RecordBatchReader.from_batches(HISTORY_SCHEMA, [])
+    engine = nba_fast.Engine(CATALOG, policies=[COOLDOWN])
+    result = engine.decide(customers(1), history=fine, now=NOW)
+    assert selected(result) == {1: "std_card"}
+
+
+def test_a_stream_that_fails_part_way_is_an_error_and_decides_nothing() -> None:
+    good = history([(1, "std_card", "Sales", "Cards", "email", "sent", NOW - US)])
+
+    def batches() -> Any:
+        yield from good.to_batches()
+        raise OSError("disk gone while reading history")
+
+    broken = pa.RecordBatchReader.from_batches(HISTORY_SCHEMA, batches())
+    with pytest.raises(nba_fast.NbaFastError, match="disk gone while reading history"):
+        nba_fast.Engine(CATALOG, policies=[COOLDOWN]).decide(customers(1), history=broken, now=NOW)

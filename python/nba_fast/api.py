@@ -210,7 +210,9 @@ class Engine:
                 job's wide output needs no second copy; an action left out, or a null, takes
                 the default propensity); ``None`` uses default propensities.
             history: interaction history (``customer_id``, ``action_id``, ``issue``,
-                ``group``, ``channel``, ``outcome``, ``timestamp``) read by the contact policies.
+                ``group``, ``channel``, ``outcome``, ``timestamp``) read by the contact policies:
+                any Arrow table or stream, read batch by batch and keeping only the events some
+                policy counts (a stream, e.g. Parquet row groups, need not fit in memory).
             do_not_contact: ``channel`` with ``customer_id`` and/or ``address``.
             now: the decision time (naive = UTC); default: the current time.
 
@@ -258,7 +260,8 @@ class Engine:
             candidates: ``customer_id``, ``action_id``, ``propensity`` and optional ``value``,
                 ``context_weight``, ``lever``, ``issue``, ``group``, ``channel``, ``treatment``
                 overriding the catalog.
-            history: interaction history read by the contact policies.
+            history: interaction history read by the contact policies (any Arrow table or
+                stream, read batch by batch, as in `decide`).
             now: the decision time (naive = UTC); default: the current time.
 
         Returns:

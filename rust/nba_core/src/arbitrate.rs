@@ -48,7 +48,7 @@ impl Engine {
         &self,
         schema: arrow_schema::SchemaRef,
         batches: &[RecordBatch],
-        history: Option<&[RecordBatch]>,
+        history: Option<crate::engine::BatchStream<'_>>,
         now_us: i64,
     ) -> Result<Decided> {
         let empty = [RecordBatch::new_empty(schema)];

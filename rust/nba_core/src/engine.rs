@@ -71,15 +71,24 @@ pub enum PropensityInput<'a> {
     Columns(&'a [(String, String)]),
 }
 
+/// Record batches read one at a time (an Arrow stream, or a table's batches).
+pub type BatchStream<'a> =
+    Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'a>;
+
+/// `batches` as a [`BatchStream`].
+pub fn batch_stream(batches: &[RecordBatch]) -> BatchStream<'_> {
+    Box::new(batches.iter().cloned().map(Ok))
+}
+
 /// The per-call inputs of `decide` besides the customers.
-#[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
     /// Propensities of (customer, action) pairs.
     pub propensities: PropensityInput<'a>,
     /// The do-not-contact list.
     pub do_not_contact: Option<&'a [RecordBatch]>,
-    /// The interaction history the contact policies read.
-    pub history: Option<&'a [RecordBatch]>,
+    /// The interaction history the contact policies read, read batch by batch (only the
+    /// events some policy counts are kept).
+    pub history: Option<BatchStream<'a>>,
     /// The decision time, µs since the epoch (UTC).
     pub now_us: i64,
 }
@@ -323,6 +332,9 @@ impl Engine {
             }
         }
         watch.lap("decide");
+        // The history index and the other per-call lookups are done with: free them before
+        // the caps are settled, the run's peak.
+        drop(plan);
         pool.install(|| self.finish(results, id_kind, watch))
     }
 

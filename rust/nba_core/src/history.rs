@@ -7,10 +7,11 @@
 
 use std::collections::HashMap;
 
+use arrow_array::builder::{ArrayBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::{ArrowError, DataType, TimeUnit};
 use hashbrown::HashTable;
 
 use rayon::prelude::*;
@@ -75,7 +76,7 @@ pub struct History {
 /// How a customer finds their events.
 #[derive(Debug)]
 enum Index {
-    /// Integer ids in a range not much wider than the history's rows, in ranges of `2^shift` ids:
+    /// Integer ids in a range not much wider than the kept events, in ranges of `2^shift` ids:
     /// customer `base + i` is slot `i`, its events those of its slot in range `i >> shift`
     /// (see [`DenseRange`]). A lookup is two adjacent loads, and customers in id order read the
     /// events in order (counting sorts build it, with no hashing).
@@ -89,7 +90,8 @@ enum Index {
     Hashed {
         partitions: Vec<Partition>,
         bits: u32,
-        /// String ids, per chunk of input rows: a string id's key is `chunk << 32 | row`.
+        /// String ids, the kept ones of each chunk of input rows: a string id's key is
+        /// `chunk << 32 | position`.
         /// Empty for integer ids, whose key is the id itself.
         strings: Vec<StringArray>,
     },
@@ -103,8 +105,8 @@ struct DenseRange {
     events: Vec<Event>,
 }
 
-/// The dense index is used when the id range is at most this many slots per history row
-/// (plus [`DENSE_SLACK`]): its offsets then cost at most 4 bytes × this per row.
+/// The dense index is used when the id range is at most this many slots per kept event
+/// (plus [`DENSE_SLACK`]): its offsets then cost at most 4 bytes × this per event.
 const DENSE_SLOTS_PER_EVENT: u64 = 8;
 const DENSE_SLACK: u64 = 1 << 16;
 
@@ -237,7 +239,6 @@ struct Reader<'a> {
     now_us: i64,
     /// The earliest horizon: no policy counts an event at or before it.
     oldest: i64,
-    route: Route,
 }
 
 /// A string column's codes, row by row; a dictionary column maps each dictionary entry once
@@ -348,47 +349,19 @@ impl DictKeys {
     }
 }
 
-/// How kept events are routed while they are read (decided before reading).
-#[derive(Clone, Copy)]
-enum Route {
-    /// To ranges of `2^shift` integer ids from `low` ([`Index::Dense`]).
-    Dense { low: i64, shift: u32, ranges: usize },
-    /// To `2^bits` partitions by id hash ([`Index::Hashed`]).
-    Hashed { bits: u32 },
-}
-
-/// One chunk's kept events, routed.
-enum Parts {
-    /// Per range of ids: (slot, event), the slot counted from the dense index's first id.
-    Dense(Vec<Vec<(u32, Event)>>),
-    /// Per hash partition.
-    Hashed(Vec<Vec<Keyed>>),
-}
-
-/// Where the reader puts a chunk's kept events: [`Parts`] with what routing them needs.
-enum Sink<'a> {
-    Dense {
-        ids: &'a arrow_array::Int64Array,
-        low: i64,
-        shift: u32,
-        parts: Vec<Vec<(u32, Event)>>,
-    },
-    Hashed {
-        bits: u32,
-        parts: Vec<Vec<Keyed>>,
-    },
-}
-
-/// What one chunk of input rows keeps: its events, routed, and its string ids.
+/// One chunk of input rows' kept events, in row order, with their customers: `keys[i]` is
+/// the integer id of `events[i]`'s customer or, for string ids, its position in `strings`
+/// (which holds only the kept events' ids, so a chunk keeps nothing of its batch).
 struct Chunk {
-    parts: Parts,
+    keys: Vec<u64>,
+    events: Vec<Event>,
     strings: Option<StringArray>,
 }
 
 impl Reader<'_> {
     /// Validates one chunk (rows `first_row..` of the whole history) and keeps the events some
     /// policy counts.
-    fn read(&self, batch: &RecordBatch, first_row: usize, chunk: usize) -> Result<Chunk> {
+    fn read(&self, batch: &RecordBatch, first_row: usize) -> Result<Chunk> {
         let ids = column(batch, "customer_id")?;
         if IdKind::of(ids.data_type()).is_some_and(|k| k != self.customer_kind) {
             return Err(schema_err!(
@@ -419,31 +392,11 @@ impl Reader<'_> {
         }
         // Row at a time, each field read only for the rows still kept: most rows are dropped
         // by time or outcome before their other fields matter.
-        let mut sink = match (self.route, &ids) {
-            (Route::Dense { low, shift, ranges }, IdColumn::Int(a)) => {
-                // Room for an even share of the rows: most ranges never grow.
-                let share = n / ranges / 2 + 16;
-                Sink::Dense {
-                    ids: a,
-                    low,
-                    shift,
-                    parts: (0..ranges).map(|_| Vec::with_capacity(share)).collect(),
-                }
-            }
-            (Route::Dense { .. }, IdColumn::Str(_)) => {
-                // Dense routing is chosen only for integer ids; the kind check above rejects
-                // a chunk of strings among them.
-                return Err(schema_err!(
-                    "history: customer_id is strings but the customers' customer_id is integers"
-                ));
-            }
-            (Route::Hashed { bits }, _) => {
-                let share = (n >> bits) / 2 + 16;
-                Sink::Hashed {
-                    bits,
-                    parts: (0..1 << bits).map(|_| Vec::with_capacity(share)).collect(),
-                }
-            }
+        let mut keys: Vec<u64> = Vec::with_capacity(n / 2);
+        let mut events: Vec<Event> = Vec::with_capacity(n / 2);
+        let mut strings = match &ids {
+            IdColumn::Str(_) => Some(StringBuilder::new()),
+            IdColumn::Int(_) => None,
         };
         let time_values = times.values();
         let filter = self.filter;
@@ -468,7 +421,7 @@ impl Reader<'_> {
             if policies == 0 {
                 continue;
             }
-            let event = Event {
+            events.push(Event {
                 time,
                 codes: [
                     fields[0].get(row),
@@ -477,36 +430,24 @@ impl Reader<'_> {
                     channel,
                 ],
                 policies,
-            };
-            match &mut sink {
-                Sink::Dense {
-                    ids,
-                    low,
-                    shift,
-                    parts,
-                } => {
-                    let slot = ids.value(row).wrapping_sub(*low) as u64 as usize;
-                    parts[slot >> *shift].push((slot as u32, event));
+            });
+            match (&ids, &mut strings) {
+                (IdColumn::Int(a), _) => keys.push(a.value(row) as u64),
+                (IdColumn::Str(a), Some(kept)) => {
+                    keys.push(kept.len() as u64);
+                    kept.append_value(a.value(row));
                 }
-                Sink::Hashed { bits, parts } => {
-                    let hash = ids.hash_at(row);
-                    let key = match &ids {
-                        IdColumn::Int(a) => a.value(row) as u64,
-                        IdColumn::Str(_) => ((chunk as u64) << 32) | row as u64,
-                    };
-                    parts[partition_of(hash, *bits)].push(Keyed { hash, key, event });
-                }
+                (IdColumn::Str(_), None) => unreachable!("a string id column has a builder"),
             }
         }
-        let parts = match sink {
-            Sink::Dense { parts, .. } => Parts::Dense(parts),
-            Sink::Hashed { parts, .. } => Parts::Hashed(parts),
-        };
-        let strings = match ids {
-            IdColumn::Str(a) => Some(a),
-            IdColumn::Int(_) => None,
-        };
-        Ok(Chunk { parts, strings })
+        // Exact sizes: the chunks are held until every row is read.
+        keys.shrink_to_fit();
+        events.shrink_to_fit();
+        Ok(Chunk {
+            keys,
+            events,
+            strings: strings.map(|mut kept| kept.finish()),
+        })
     }
 }
 
@@ -536,13 +477,16 @@ impl History {
     /// of rows are read in parallel, then grouped by customer: by a counting sort when the
     /// ids are integers in a range not much wider than the history's rows ([`Index::Dense`]),
     /// else in hash partitions grouped in parallel.
-    pub fn build(
-        batches: &[RecordBatch],
+    pub fn build<I>(
+        batches: I,
         customer_kind: IdKind,
         codes: &Codes,
         filter: &PolicyFilter<'_>,
         now_us: i64,
-    ) -> Result<Self> {
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+    {
         // Outcome → bit set of the policies counting it.
         let mut outcome_masks: HashMap<&str, u64> = HashMap::new();
         for (p, outcomes) in filter.outcomes.iter().enumerate() {
@@ -550,7 +494,6 @@ impl History {
                 *outcome_masks.entry(outcome.as_str()).or_insert(0) |= 1 << p;
             }
         }
-        let route = route(batches, customer_kind);
         let reader = Reader {
             customer_kind,
             codes,
@@ -558,36 +501,58 @@ impl History {
             outcome_masks,
             now_us,
             oldest: filter.horizons.iter().copied().min().unwrap_or(i64::MAX),
-            route,
         };
-        let mut slices: Vec<(RecordBatch, usize)> = Vec::new();
+        // The input is read a group of chunks at a time, each group's chunks in parallel, so
+        // only a group of input batches is held at once (a stream need not fit in memory).
+        let group_rows = CHUNK_ROWS * 2 * rayon::current_num_threads().max(1);
+        let read_group = |group: &mut Vec<(RecordBatch, usize)>, chunks: &mut Vec<Chunk>| {
+            let read: Vec<Result<Chunk>> = group
+                .par_iter()
+                .map(|(batch, first_row)| reader.read(batch, *first_row))
+                .collect();
+            group.clear();
+            // The first error in row order, whichever worker found it first.
+            for chunk in read {
+                chunks.push(chunk?);
+            }
+            Ok::<(), crate::error::NbaError>(())
+        };
+        let mut chunks: Vec<Chunk> = Vec::new();
+        let mut group: Vec<(RecordBatch, usize)> = Vec::new();
+        let mut group_len = 0usize;
         let mut offset = 0usize;
         for batch in batches {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(err) => {
+                    read_group(&mut group, &mut chunks)?;
+                    return Err(err.into());
+                }
+            };
             let mut start = 0;
             while start < batch.num_rows() {
                 let len = CHUNK_ROWS.min(batch.num_rows() - start);
-                slices.push((batch.slice(start, len), offset + start));
+                group.push((batch.slice(start, len), offset + start));
                 start += len;
             }
             if batch.num_rows() == 0 {
                 // Still validates the schema of an empty history.
-                slices.push((batch.clone(), offset));
+                group.push((batch.clone(), offset));
             }
             offset += batch.num_rows();
+            group_len += batch.num_rows();
+            if group_len >= group_rows {
+                read_group(&mut group, &mut chunks)?;
+                group_len = 0;
+            }
         }
-        if u32::try_from(slices.len()).is_err() {
+        read_group(&mut group, &mut chunks)?;
+        if u32::try_from(chunks.len()).is_err() {
             return Err(data_err!("history: too many rows"));
         }
-        let read: Vec<Result<Chunk>> = slices
-            .par_iter()
-            .enumerate()
-            .map(|(c, (batch, first_row))| reader.read(batch, *first_row, c))
-            .collect();
-        // The first error in row order, whichever worker found it first.
-        let chunks: Vec<Chunk> = read.into_iter().collect::<Result<_>>()?;
-        let index = match route {
-            Route::Dense { low, shift, ranges } => dense_index(chunks, low, shift, ranges),
-            Route::Hashed { bits } => hashed_index(chunks, customer_kind, bits),
+        let index = match dense_route(&chunks, customer_kind) {
+            Some((low, shift, ranges)) => dense_index(chunks, low, shift, ranges),
+            None => hashed_index(chunks, customer_kind, PARTITION_BITS),
         };
         Ok(Self { index })
     }
@@ -643,65 +608,61 @@ impl History {
     }
 }
 
-/// How to route the history's events: by id range when every `customer_id` is an integer and
-/// their range is at most [`DENSE_SLOTS_PER_EVENT`] slots per row (plus [`DENSE_SLACK`]),
-/// else by hash. A column that is not integers is left for the reader to reject.
-fn route(batches: &[RecordBatch], customer_kind: IdKind) -> Route {
-    let hashed = Route::Hashed {
-        bits: PARTITION_BITS,
-    };
+/// The dense index's base id, log2 of its ids per range and its number of ranges, when every
+/// kept event's `customer_id` is an integer and their range is at most
+/// [`DENSE_SLOTS_PER_EVENT`] slots per kept event (plus [`DENSE_SLACK`]); else `None` (hash).
+fn dense_route(chunks: &[Chunk], customer_kind: IdKind) -> Option<(i64, u32, usize)> {
     if customer_kind != IdKind::Int {
-        return hashed;
+        return None;
     }
-    let (mut low, mut high, mut rows) = (i64::MAX, i64::MIN, 0u64);
-    for batch in batches {
-        let Some(ids) = batch.column_by_name("customer_id") else {
-            return hashed;
-        };
-        if !ids.data_type().is_integer() {
-            return hashed;
-        }
-        let Ok(ids) = arrow_cast::cast(ids, &DataType::Int64) else {
-            return hashed;
-        };
-        let ids = ids.as_primitive::<arrow_array::types::Int64Type>();
-        // Nulls (rejected by the reader) may hold anything: the range covers them too.
-        let (min, max) = ids
-            .values()
-            .iter()
-            .fold((low, high), |(min, max), &id| (min.min(id), max.max(id)));
-        (low, high) = (min, max);
-        rows += batch.num_rows() as u64;
-    }
+    let (low, high, kept) = chunks
+        .par_iter()
+        .map(|chunk| {
+            let (min, max) = chunk
+                .keys
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(min, max), &key| {
+                    (min.min(key as i64), max.max(key as i64))
+                });
+            (min, max, chunk.keys.len() as u64)
+        })
+        .reduce(
+            || (i64::MAX, i64::MIN, 0),
+            |a, b| (a.0.min(b.0), a.1.max(b.1), a.2 + b.2),
+        );
     if low > high {
-        return hashed;
+        return None;
     }
     let span = (high as i128 - low as i128 + 1) as u128;
-    let most = (rows as u128) * DENSE_SLOTS_PER_EVENT as u128 + DENSE_SLACK as u128;
-    if span > most || span >= u32::MAX as u128 || rows >= u32::MAX as u64 {
-        return hashed;
+    let most = (kept as u128) * DENSE_SLOTS_PER_EVENT as u128 + DENSE_SLACK as u128;
+    if span > most || span >= u32::MAX as u128 || kept >= u32::MAX as u64 {
+        return None;
     }
     let span = span as usize;
     // Ranges of 2^shift ids: a few hundred of them at most, of at least a thousand ids.
     let shift = (usize::BITS - span.leading_zeros())
         .saturating_sub(8)
         .max(10);
-    Route::Dense {
-        low,
-        shift,
-        ranges: ((span - 1) >> shift) + 1,
-    }
+    Some((low, shift, ((span - 1) >> shift) + 1))
 }
 
 /// The dense index from chunks routed by id range: each range counting-sorted by id and each
 /// customer's events sorted by time, the ranges in parallel (each small enough to stay in cache
 /// while it is scattered).
 fn dense_index(chunks: Vec<Chunk>, low: i64, shift: u32, ranges: usize) -> Index {
+    // Each chunk's events routed to their range (the chunk is freed as it is routed).
     let routed: Vec<Vec<Vec<(u32, Event)>>> = chunks
-        .into_iter()
-        .filter_map(|chunk| match chunk.parts {
-            Parts::Dense(parts) => Some(parts),
-            Parts::Hashed(_) => None,
+        .into_par_iter()
+        .map(|chunk| {
+            // Room for an even share of the events: most ranges never grow.
+            let share = chunk.events.len() / ranges / 2 + 16;
+            let mut parts: Vec<Vec<(u32, Event)>> =
+                (0..ranges).map(|_| Vec::with_capacity(share)).collect();
+            for (&key, &event) in chunk.keys.iter().zip(&chunk.events) {
+                let slot = (key as i64).wrapping_sub(low) as u64 as usize;
+                parts[slot >> shift].push((slot as u32, event));
+            }
+            parts
         })
         .collect();
     let parts = (0..ranges)
@@ -758,11 +719,25 @@ fn hashed_index(chunks: Vec<Chunk>, customer_kind: IdKind, bits: u32) -> Index {
         IdKind::Int => Vec::new(),
     };
     let keys = Keys { strings: &strings };
+    // Each chunk's events routed to their partition (the chunk is freed as it is routed).
     let routed: Vec<Vec<Vec<Keyed>>> = chunks
-        .into_iter()
-        .filter_map(|chunk| match chunk.parts {
-            Parts::Hashed(parts) => Some(parts),
-            Parts::Dense(_) => None,
+        .into_par_iter()
+        .enumerate()
+        .map(|(c, chunk)| {
+            let share = (chunk.events.len() >> bits) / 2 + 16;
+            let mut parts: Vec<Vec<Keyed>> =
+                (0..1 << bits).map(|_| Vec::with_capacity(share)).collect();
+            for (&kept, &event) in chunk.keys.iter().zip(&chunk.events) {
+                // Integer ids are their own key; a string id is its chunk and position.
+                let key = if keys.strings.is_empty() {
+                    kept
+                } else {
+                    ((c as u64) << 32) | kept
+                };
+                let hash = keys.hash(key);
+                parts[partition_of(hash, bits)].push(Keyed { hash, key, event });
+            }
+            parts
         })
         .collect();
     let partitions = (0..1usize << bits)

@@ -30,7 +30,10 @@ pub mod rules;
 
 pub use caps::{Allocation, CapScope, VolumeCap};
 pub use catalog::{Action, Catalog};
-pub use engine::{AllocationReport, Decided, Engine, EngineOptions, Inputs, PropensityInput};
+pub use engine::{
+    batch_stream, AllocationReport, BatchStream, Decided, Engine, EngineOptions, Inputs,
+    PropensityInput,
+};
 pub use error::{NbaError, Result};
 pub use output::decisions_schema;
 pub use policy::{ContactPolicy, PolicyKind, PolicyLevel};

@@ -257,7 +257,7 @@ impl PolicyStage {
     pub fn prepare(
         policies: &[ContactPolicy],
         codes: &Codes,
-        history: Option<&[RecordBatch]>,
+        history: Option<crate::engine::BatchStream<'_>>,
         id_kind: IdKind,
         now_us: i64,
     ) -> Result<Self> {

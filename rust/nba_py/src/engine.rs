@@ -7,8 +7,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use nba_core::caps::parse_caps;
 use nba_core::{
-    Allocation, Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs, PolicyKind,
-    PolicyLevel, PropensityInput,
+    Allocation, BatchStream, Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs,
+    PolicyKind, PolicyLevel, PropensityInput,
 };
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -162,7 +162,7 @@ impl PyEngine {
         history: Option<AnyRecordBatch>,
     ) -> PyResult<Py<PyDict>> {
         let reader = customers.into_reader()?;
-        let history = history.map(read_all).transpose()?;
+        let history = history.map(stream).transpose()?;
         let long = propensities.map(read_all).transpose()?;
         let dnc = do_not_contact.map(read_all).transpose()?;
         let matrix = match &propensity_matrix {
@@ -191,7 +191,7 @@ impl PyEngine {
         let inputs = Inputs {
             propensities: input,
             do_not_contact: dnc.as_ref().map(|(batches, _)| batches.as_slice()),
-            history: history.as_ref().map(|(batches, _)| batches.as_slice()),
+            history,
             now_us,
         };
         let decided = py
@@ -210,8 +210,7 @@ impl PyEngine {
         history: Option<AnyRecordBatch>,
     ) -> PyResult<Py<PyDict>> {
         let (batches, schema) = read_all(candidates)?;
-        let history = history.map(read_all).transpose()?;
-        let history = history.as_ref().map(|(batches, _)| batches.as_slice());
+        let history = history.map(stream).transpose()?;
         let decided = py
             .detach(|| self.inner.arbitrate(schema, &batches, history, now_us))
             .map_err(PyNbaError)?;
@@ -222,6 +221,15 @@ impl PyEngine {
     fn __len__(&self) -> usize {
         self.inner.catalog().len()
     }
+}
+
+/// An Arrow object read batch by batch (a table's batches, or a stream pulled as the engine
+/// reads it), led by an empty batch of its schema so that even an empty stream's schema is
+/// checked.
+fn stream(input: AnyRecordBatch) -> PyResult<BatchStream<'static>> {
+    let reader = input.into_reader()?;
+    let empty = RecordBatch::new_empty(reader.schema());
+    Ok(Box::new(std::iter::once(Ok(empty)).chain(reader)))
 }
 
 fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> PyResult<RecordBatch> {
