@@ -554,6 +554,8 @@ impl History {
             Some((low, shift, ranges)) => dense_index(chunks, low, shift, ranges),
             None => hashed_index(chunks, customer_kind, PARTITION_BITS),
         };
+        // The chunks and their routing are freed: most of what was read.
+        crate::memory::release_freed();
         Ok(Self { index })
     }
 

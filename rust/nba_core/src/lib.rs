@@ -20,6 +20,7 @@ pub mod error;
 pub mod funnel;
 pub mod history;
 pub mod ids;
+mod memory;
 mod output;
 pub mod policy;
 pub mod pool;
