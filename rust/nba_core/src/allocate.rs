@@ -176,6 +176,17 @@ struct Cursor {
     taken: u32,
 }
 
+impl Cursor {
+    /// A placeholder for a slot to be written.
+    const NONE: Self = Self {
+        key: 0,
+        pos: 0,
+        kind: 0,
+        end: 0,
+        taken: 0,
+    };
+}
+
 /// A monotone priority queue of cursors (a radix heap): every key pushed is above the last
 /// key popped, as the greedy's follow-ups are. A cursor sits in the bucket of the highest bit
 /// in which its key differs from the last key popped, so a lower bucket holds only smaller
@@ -404,29 +415,34 @@ fn greedy_by(
 
     // Every customer walks to their first candidate that needs the global order (their
     // head), independently: before the first of those, no cap that can fill changes.
+    // Each chunk of customers writes its heads into its own stretch of one array, compacted
+    // after: at millions of customers, gathering per-chunk vectors would hold them twice.
     const CHUNK: usize = 4096;
-    let parts: Vec<(Vec<Cursor>, Walked)> = (0..customers.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|chunk| {
-            let mut heads = Vec::new();
+    let mut heads = vec![Cursor::NONE; customers];
+    let (counts, mut walks): (Vec<usize>, Vec<Walked>) = heads
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(chunk, out)| {
             let mut walked = Walked::default();
+            let mut count = 0;
             for i in chunk * CHUNK..customers.min((chunk + 1) * CHUNK) {
                 let (start, end) = (lists.starts[i], lists.starts[i + 1]);
-                let head = walker.advance(lists.ordinal[i], start, end, 0, &mut walked);
-                heads.extend(head);
+                if let Some(head) = walker.advance(lists.ordinal[i], start, end, 0, &mut walked) {
+                    out[count] = head;
+                    count += 1;
+                }
             }
-            (heads, walked)
+            (count, walked)
         })
-        .collect();
-    let mut heads: Vec<Cursor> = Vec::new();
-    let mut walked = Walked::default();
-    for (part_heads, part) in parts {
-        heads.extend(part_heads);
-        walked.accepted.extend(part.accepted);
-        walked.early.extend(part.early);
-        walked.named.extend(part.named);
+        .unzip();
+    let mut len = 0;
+    for (chunk, &count) in counts.iter().enumerate() {
+        heads.copy_within(chunk * CHUNK..chunk * CHUNK + count, len);
+        len += count;
     }
+    heads.truncate(len);
     heads.par_sort_unstable_by_key(|h| h.key);
+    let mut walked = Walked::default();
 
     // The ordered phase: the heads in order, merged with the customers' later stops, until
     // every cap that can fill is full.
@@ -478,34 +494,31 @@ fn greedy_by(
     }
     // Every cap that can fill is full: the order no longer matters (a full cap stays full),
     // so the customers left finish their walks independently, in parallel.
-    let pending: Vec<Cursor> = heads[next_head..]
-        .iter()
-        .copied()
-        .chain(follow_ups.into_vec())
-        .collect();
-    let finished: Vec<Walked> = pending
-        .par_chunks(CHUNK)
-        .map(|chunk| {
-            let mut walked = Walked::default();
-            for cursor in chunk {
-                let stop = walker.advance(
-                    ordinal_of(cursor.key),
-                    cursor.pos as usize,
-                    cursor.end as usize,
-                    cursor.taken,
-                    &mut walked,
-                );
-                debug_assert!(stop.is_none(), "a cap that can fill is not full");
-            }
-            walked
-        })
-        .collect();
+    let finish = |pending: &[Cursor]| -> Vec<Walked> {
+        pending
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut walked = Walked::default();
+                for cursor in chunk {
+                    let stop = walker.advance(
+                        ordinal_of(cursor.key),
+                        cursor.pos as usize,
+                        cursor.end as usize,
+                        cursor.taken,
+                        &mut walked,
+                    );
+                    debug_assert!(stop.is_none(), "a cap that can fill is not full");
+                }
+                walked
+            })
+            .collect()
+    };
+    walks.push(walked);
+    walks.extend(finish(&heads[next_head..]));
+    drop(heads);
+    walks.extend(finish(&follow_ups.into_vec()));
     let mut accepted = vec![false; n];
-    for x in walked
-        .accepted
-        .iter()
-        .chain(finished.iter().flat_map(|w| &w.accepted))
-    {
+    for x in walks.iter().flat_map(|w| &w.accepted) {
         accepted[*x as usize] = true;
     }
     let mut used = vec![0u64; caps.len()];
@@ -519,18 +532,10 @@ fn greedy_by(
     // Candidates turned down outside the ordered phase: the first cap, in the caps' order,
     // already full when their turn (their order key) came, as if they had waited for it (in
     // the ordered phase `first_full` saw exactly that).
-    for &(x, by) in walked
-        .named
-        .iter()
-        .chain(finished.iter().flat_map(|w| &w.named))
-    {
+    for &(x, by) in walks.iter().flat_map(|w| &w.named) {
         rejected_by[x as usize] = by;
     }
-    let early: Vec<(u32, u32)> = walked
-        .early
-        .into_iter()
-        .chain(finished.into_iter().flat_map(|w| w.early))
-        .collect();
+    let early: Vec<(u32, u32)> = walks.into_iter().flat_map(|w| w.early).collect();
     let named: Vec<(u32, u32)> = early
         .par_iter()
         .map(|&(ordinal, pos)| {
@@ -561,11 +566,11 @@ fn greedy_by(
 }
 
 /// Settles ranked candidates under the caps: the accepted flags, with the funnel's cap stages
-/// counted into `funnel` (`actions[x]`, `ranks[x]`: candidate x's action and 1-based rank).
+/// counted into `funnel` (`actions[x]`: candidate x's action; each customer's candidates are
+/// in rank order, so the first is rank 1).
 pub(crate) fn settle(
     lists: &Lists<'_>,
     actions: &[u32],
-    ranks: &[i32],
     caps: &CompiledCaps,
     m: usize,
     allocation: Allocation,
@@ -590,21 +595,27 @@ pub(crate) fn settle(
         capped: vec![vec![0; action_count]; caps.len()],
     };
     let add = |into: &mut [u64], from: &[u64]| into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
-    let counts = (0..actions.len())
+    let counts = (0..lists.customers())
         .into_par_iter()
-        .with_min_len(1 << 16)
-        .fold(zero, |mut counts, x| {
-            let a = actions[x] as usize;
-            let top = ranks[x] as usize <= m;
-            if allocated.accepted[x] {
-                counts.selected[a] += 1;
-                counts.fallback[a] += u64::from(!top);
-            } else if top {
-                counts.capped_out[a] += 1;
-            }
-            let by = allocated.rejected_by[x];
-            if by != NO_CAP {
-                counts.capped[by as usize][a] += 1;
+        .with_min_len(1 << 14)
+        .fold(zero, |mut counts, i| {
+            let start = lists.starts[i];
+            // x indexes three per-candidate arrays and gives the rank: a range loop is clearest.
+            #[allow(clippy::needless_range_loop)]
+            for x in start..lists.starts[i + 1] {
+                let a = actions[x] as usize;
+                // A customer's candidates are in rank order: rank x − start + 1.
+                let top = x - start < m;
+                if allocated.accepted[x] {
+                    counts.selected[a] += 1;
+                    counts.fallback[a] += u64::from(!top);
+                } else if top {
+                    counts.capped_out[a] += 1;
+                }
+                let by = allocated.rejected_by[x];
+                if by != NO_CAP {
+                    counts.capped[by as usize][a] += 1;
+                }
             }
             counts
         })

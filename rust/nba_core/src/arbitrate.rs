@@ -154,8 +154,8 @@ impl Engine {
         funnel: &mut FunnelCounts,
     ) -> Result<AllocationReport> {
         let mut starts = vec![0usize];
-        let (mut priority, mut tie, mut slots, mut actions, mut ranks) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut priority, mut tie, mut slots, mut actions) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for chunk in chunks.iter() {
             for &(row, s, rank) in &chunk.selected {
                 if rank == 1 && !priority.is_empty() {
@@ -165,7 +165,6 @@ impl Engine {
                 tie.push(s.tie);
                 slots.push(caps.slots(&row_codes[row as usize]));
                 actions.push(s.action);
-                ranks.push(rank);
             }
         }
         if !priority.is_empty() {
@@ -185,7 +184,7 @@ impl Engine {
         };
         let method = self.options().allocation;
         let m = self.options().max_per_customer;
-        let allocated = settle(&lists, &actions, &ranks, caps, m, method, funnel);
+        let allocated = settle(&lists, &actions, caps, m, method, funnel);
         let mut x = 0usize;
         for chunk in chunks.iter_mut() {
             let keep = &allocated.accepted[x..x + chunk.selected.len()];

@@ -47,6 +47,9 @@ pub(crate) struct BatchDecisions {
     pub actions: Vec<u32>,
     pub propensity: Vec<f64>,
     pub priority: Vec<f64>,
+    /// 1-based ranks. Empty while every survivor is kept for the caps (`Plan::keep_all`):
+    /// a customer's candidates are adjacent and in rank order, so the rank is a position, and
+    /// it is filled for the accepted ones once the caps are settled.
     pub rank: Vec<i32>,
     pub funnel: FunnelCounts,
 }
@@ -89,7 +92,11 @@ pub(crate) fn decide_batch(
         actions: Vec::with_capacity(capacity),
         propensity: Vec::with_capacity(capacity),
         priority: Vec::with_capacity(capacity),
-        rank: Vec::with_capacity(capacity),
+        rank: if plan.keep_all {
+            Vec::new()
+        } else {
+            Vec::with_capacity(capacity)
+        },
         funnel: FunnelCounts::new(0, 0),
     };
     let id_order = catalog.id_order();
@@ -209,7 +216,9 @@ pub(crate) fn decide_batch(
             out.actions.push(s.action);
             out.propensity.push(s.propensity);
             out.priority.push(s.priority);
-            out.rank.push(rank as i32 + 1);
+            if !plan.keep_all {
+                out.rank.push(rank as i32 + 1);
+            }
         }
     }
     out.funnel = funnel;

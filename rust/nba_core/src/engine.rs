@@ -297,6 +297,8 @@ impl Engine {
             for result in decided {
                 results.push(result?);
             }
+            // The wave's customers and its batches' scratch (grown vectors' old buffers).
+            crate::memory::release_freed();
             Ok(())
         };
         let dense_rows = match plan.propensities {
@@ -335,6 +337,7 @@ impl Engine {
         // The history index and the other per-call lookups are done with: free them before
         // the caps are settled, the run's peak.
         drop(plan);
+        crate::memory::release_freed();
         pool.install(|| self.finish(results, id_kind, watch))
     }
 
@@ -502,8 +505,8 @@ impl Engine {
             ));
         }
         // Flat arrays over every batch's ranked candidates, filled batch by batch in parallel;
-        // each batch hands over its priorities, actions and ranks (they are rebuilt for the
-        // accepted ones below), so they are not held twice.
+        // each batch hands over its priorities and actions (they are rebuilt for the accepted
+        // ones below), so they are not held twice.
         let new_customers: Vec<usize> = results
             .par_iter()
             .map(|r| {
@@ -526,28 +529,22 @@ impl Engine {
         let firsts = prefix_starts(&lengths);
         let mut priority = vec![0.0f64; total];
         let mut actions = vec![0u32; total];
-        let mut ranks = vec![0i32; total];
         let mut starts = vec![0usize; customer_count + 1];
         let mut customers: Vec<(u32, u32)> = vec![(0, 0); customer_count];
         {
             let priority = split_lengths(&mut priority, &lengths);
             let actions = split_lengths(&mut actions, &lengths);
-            let ranks = split_lengths(&mut ranks, &lengths);
             let starts = split_lengths(&mut starts[..customer_count], &new_customers);
             let customers = split_lengths(&mut customers, &new_customers);
             results
                 .par_iter_mut()
                 .enumerate()
-                .zip(priority.into_par_iter().zip(actions).zip(ranks))
+                .zip(priority.into_par_iter().zip(actions))
                 .zip(starts.into_par_iter().zip(customers).zip(&firsts))
                 .for_each(
-                    |(
-                        ((b, result), ((priority, actions), ranks)),
-                        ((starts, customers), &first),
-                    )| {
+                    |(((b, result), (priority, actions)), ((starts, customers), &first))| {
                         priority.copy_from_slice(&std::mem::take(&mut result.priority));
                         actions.copy_from_slice(&std::mem::take(&mut result.actions));
-                        ranks.copy_from_slice(&std::mem::take(&mut result.rank));
                         let rows = &result.rows;
                         let mut j = 0;
                         for k in 0..rows.len() {
@@ -561,6 +558,8 @@ impl Engine {
                 );
         }
         starts[customer_count] = total;
+        // The batches' priorities and actions, now in the flat arrays.
+        crate::memory::release_freed();
         let ordinal: Vec<u32> = if sorted {
             customers
                 .iter()
@@ -581,6 +580,8 @@ impl Engine {
             }
             ordinal
         };
+        // Only the ordinals were wanted of it (80 MB at 10M customers).
+        drop(customers);
         let lists = Lists {
             starts: &starts,
             ordinal: &ordinal,
@@ -590,23 +591,15 @@ impl Engine {
             slots: &action_slots,
         };
         let m = self.options.max_per_customer;
-        let allocated = settle(
-            &lists,
-            &actions,
-            &ranks,
-            &caps,
-            m,
-            self.options.allocation,
-            funnel,
-        );
+        let allocated = settle(&lists, &actions, &caps, m, self.options.allocation, funnel);
         results.par_iter_mut().zip(firsts).for_each(|(result, x)| {
             let range = x..x + result.rows.len();
             let keep = &allocated.accepted[range.clone()];
+            result.rank = pick(&run_ranks(&result.rows), keep);
             result.rows = pick(&result.rows, keep);
             result.propensity = pick(&result.propensity, keep);
             result.priority = pick(&priority[range.clone()], keep);
-            result.actions = pick(&actions[range.clone()], keep);
-            result.rank = pick(&ranks[range], keep);
+            result.actions = pick(&actions[range], keep);
         });
         report(&caps, &allocated, self.options.allocation)
     }
@@ -633,6 +626,23 @@ fn split_lengths<'a, T>(mut slice: &'a mut [T], lengths: &[usize]) -> Vec<&'a mu
         slice = rest;
     }
     pieces
+}
+
+/// The 1-based rank of each candidate of ranked runs (`rows`: each candidate's customer, a
+/// customer's candidates adjacent and in rank order).
+fn run_ranks(rows: &[u32]) -> Vec<i32> {
+    let mut rank = 0;
+    rows.iter()
+        .enumerate()
+        .map(|(k, &row)| {
+            rank = if k > 0 && rows[k - 1] == row {
+                rank + 1
+            } else {
+                1
+            };
+            rank
+        })
+        .collect()
 }
 
 /// The values whose flag is set.
