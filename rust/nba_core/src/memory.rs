@@ -4,7 +4,7 @@
 //! per-batch candidate vectors once merged, the per-call indexes before the caps are settled).
 //! glibc keeps memory freed inside its per-thread arenas resident, so without help the next
 //! stage's allocations come on top of it and the peak is the sum of the stages. On
-//! `bank-10m` that was 0.6 GB of a 2.7 GB peak (bench/README.md).
+//! `bank-10m` that was 0.6 GB of a 2.7 GB peak (README.md, "Speed").
 
 /// Returns whole free pages of every malloc arena to the system (glibc's `malloc_trim`);
 /// elsewhere a no-op (other allocators return freed memory themselves, or the cost is theirs).
