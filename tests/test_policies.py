@@ -352,5 +352,17 @@ def test_a_stream_that_fails_part_way_is_an_error_and_decides_nothing() -> None:
         raise OSError("disk gone while reading history")
 
     broken = pa.RecordBatchReader.from_batches(HISTORY_SCHEMA, batches())
-    with pytest.raises(nba_fast.NbaFastError, match="disk gone while reading history"):
+    message = r"history: the stream failed after 1 rows: .*disk gone while reading history"
+    with pytest.raises(nba_fast.DataError, match=message):
         nba_fast.Engine(CATALOG, policies=[COOLDOWN]).decide(customers(1), history=broken, now=NOW)
+
+
+def test_a_stream_of_tiny_batches_equals_the_table() -> None:
+    # A database cursor may hand over one row at a time: 30,000 one-row batches of 30,000
+    # customers are read as a few chunks, not 30,000 (each chunk costs a routing table).
+    table = big_history(30_000).set_column(0, "customer_id", pa.array(range(1, 30_001), pa.int64()))
+    engine = nba_fast.Engine(CATALOG, policies=[COOLDOWN])
+    whole = engine.decide(customers(30_001), history=table, now=NOW)
+    streamed = engine.decide(customers(30_001), history=stream(table, 1), now=NOW)
+    assert_same_result(streamed, whole)
+    assert selected(whole)[30_000] == "loan" and selected(whole)[30_001] == "std_card"

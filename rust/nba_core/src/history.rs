@@ -451,6 +451,56 @@ impl Reader<'_> {
     }
 }
 
+/// Consecutive small batches of one schema waiting to be read as one chunk.
+#[derive(Default)]
+struct Small {
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    /// The first one's row in the whole history.
+    first_row: usize,
+}
+
+impl Small {
+    /// Adds `batch` (at row `first_row` of the history), flushing first when its schema
+    /// differs and after when the chunk is full.
+    fn push(
+        &mut self,
+        batch: RecordBatch,
+        first_row: usize,
+        group: &mut Vec<(RecordBatch, usize)>,
+    ) -> Result<()> {
+        if self
+            .batches
+            .first()
+            .is_some_and(|b| b.schema() != batch.schema())
+        {
+            self.flush(group)?;
+        }
+        if self.batches.is_empty() {
+            self.first_row = first_row;
+        }
+        self.rows += batch.num_rows();
+        self.batches.push(batch);
+        if self.rows >= CHUNK_ROWS {
+            self.flush(group)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the waiting batches, joined, into `group`.
+    fn flush(&mut self, group: &mut Vec<(RecordBatch, usize)>) -> Result<()> {
+        let joined = match self.batches.len() {
+            0 => return Ok(()),
+            1 => self.batches.swap_remove(0),
+            _ => arrow_select::concat::concat_batches(&self.batches[0].schema(), &self.batches)?,
+        };
+        group.push((joined, self.first_row));
+        self.batches.clear();
+        self.rows = 0;
+        Ok(())
+    }
+}
+
 /// Renumbers the row in a "row N" message of a chunk to the whole history's row.
 fn offset_rows(err: crate::error::NbaError, first_row: usize) -> crate::error::NbaError {
     if first_row == 0 {
@@ -521,31 +571,42 @@ impl History {
         let mut group: Vec<(RecordBatch, usize)> = Vec::new();
         let mut group_len = 0usize;
         let mut offset = 0usize;
+        // Small batches (a database cursor's, say) are joined into chunks of about CHUNK_ROWS
+        // rows: every chunk costs a routing table of its own when the index is built.
+        let mut small = Small::default();
         for batch in batches {
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(err) => {
+                    small.flush(&mut group)?;
                     read_group(&mut group, &mut chunks)?;
-                    return Err(err.into());
+                    return Err(data_err!(
+                        "history: the stream failed after {offset} rows: {err}"
+                    ));
                 }
             };
-            let mut start = 0;
-            while start < batch.num_rows() {
-                let len = CHUNK_ROWS.min(batch.num_rows() - start);
-                group.push((batch.slice(start, len), offset + start));
-                start += len;
+            let rows = batch.num_rows();
+            if rows < CHUNK_ROWS {
+                // Zero-row batches too: an empty history's schema is still checked.
+                small.push(batch, offset, &mut group)?;
+            } else {
+                small.flush(&mut group)?;
+                let mut start = 0;
+                while start < rows {
+                    let len = CHUNK_ROWS.min(rows - start);
+                    group.push((batch.slice(start, len), offset + start));
+                    start += len;
+                }
             }
-            if batch.num_rows() == 0 {
-                // Still validates the schema of an empty history.
-                group.push((batch.clone(), offset));
-            }
-            offset += batch.num_rows();
-            group_len += batch.num_rows();
+            offset += rows;
+            group_len += rows;
             if group_len >= group_rows {
+                small.flush(&mut group)?;
                 read_group(&mut group, &mut chunks)?;
                 group_len = 0;
             }
         }
+        small.flush(&mut group)?;
         read_group(&mut group, &mut chunks)?;
         if u32::try_from(chunks.len()).is_err() {
             return Err(data_err!("history: too many rows"));
