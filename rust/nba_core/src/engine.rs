@@ -297,8 +297,6 @@ impl Engine {
             for result in decided {
                 results.push(result?);
             }
-            // The wave's customers and its batches' scratch (grown vectors' old buffers).
-            crate::memory::release_freed();
             Ok(())
         };
         let dense_rows = match plan.propensities {
