@@ -116,6 +116,10 @@ const PARTITION_BITS: u32 = 6;
 /// Rows of input read as one task: small enough to spread over the cores.
 const CHUNK_ROWS: usize = 1 << 18;
 
+/// Batches under this many rows are joined with their neighbours into one chunk (see
+/// [`Small`]): each chunk costs a routing table of up to a few hundred small vectors.
+const SMALL_ROWS: usize = CHUNK_ROWS / 8;
+
 #[inline]
 fn partition_of(hash: u64, bits: u32) -> usize {
     // Middle bits: hashbrown picks buckets by the low bits (fewer than 32 of them for any table
@@ -481,7 +485,7 @@ impl Small {
         }
         self.rows += batch.num_rows();
         self.batches.push(batch);
-        if self.rows >= CHUNK_ROWS {
+        if self.rows >= SMALL_ROWS {
             self.flush(group)?;
         }
         Ok(())
@@ -571,8 +575,8 @@ impl History {
         let mut group: Vec<(RecordBatch, usize)> = Vec::new();
         let mut group_len = 0usize;
         let mut offset = 0usize;
-        // Small batches (a database cursor's, say) are joined into chunks of about CHUNK_ROWS
-        // rows: every chunk costs a routing table of its own when the index is built.
+        // Small batches (a database cursor's, say) are joined into chunks of at least
+        // SMALL_ROWS rows: every chunk costs a routing table of its own when the index is built.
         let mut small = Small::default();
         for batch in batches {
             let batch = match batch {
@@ -586,7 +590,7 @@ impl History {
                 }
             };
             let rows = batch.num_rows();
-            if rows < CHUNK_ROWS {
+            if rows < SMALL_ROWS {
                 // Zero-row batches too: an empty history's schema is still checked.
                 small.push(batch, offset, &mut group)?;
             } else {
