@@ -526,11 +526,11 @@ fn offset_rows(err: crate::error::NbaError, first_row: usize) -> crate::error::N
 }
 
 impl History {
-    /// Validates and indexes the history; events after `now_us`, and events no policy counts
-    /// (by channel, outcome or horizon), are left out. Runs on the caller's rayon pool: chunks
-    /// of rows are read in parallel, then grouped by customer: by a counting sort when the
-    /// ids are integers in a range not much wider than the history's rows ([`Index::Dense`]),
-    /// else in hash partitions grouped in parallel.
+    /// Validates and indexes the history, read batch by batch; events after `now_us`, and
+    /// events no policy counts (by channel, outcome or horizon), are left out. Runs on the
+    /// caller's rayon pool: chunks of rows are read in parallel, then grouped by customer: by
+    /// a counting sort when the ids are integers in a range not much wider than the kept events
+    /// ([`Index::Dense`]), else in hash partitions grouped in parallel.
     pub fn build<I>(
         batches: I,
         customer_kind: IdKind,
