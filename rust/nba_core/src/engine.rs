@@ -75,9 +75,14 @@ pub enum PropensityInput<'a> {
 pub type BatchStream<'a> =
     Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'a>;
 
-/// `batches` as a [`BatchStream`].
-pub fn batch_stream(batches: &[RecordBatch]) -> BatchStream<'_> {
-    Box::new(batches.iter().cloned().map(Ok))
+/// `batches` (a table's, or an Arrow stream's) as a [`BatchStream`], led by an empty batch
+/// of `schema` so that even an empty stream's schema is checked.
+pub fn batch_stream<'a, I>(schema: SchemaRef, batches: I) -> BatchStream<'a>
+where
+    I: IntoIterator<Item = std::result::Result<RecordBatch, ArrowError>>,
+    I::IntoIter: Send + 'a,
+{
+    Box::new(std::iter::once(Ok(RecordBatch::new_empty(schema))).chain(batches))
 }
 
 /// The per-call inputs of `decide` besides the customers.

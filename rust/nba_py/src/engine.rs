@@ -7,8 +7,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use nba_core::caps::parse_caps;
 use nba_core::{
-    Allocation, BatchStream, Catalog, ContactPolicy, Decided, Engine, EngineOptions, Inputs,
-    PolicyKind, PolicyLevel, PropensityInput,
+    batch_stream, Allocation, BatchStream, Catalog, ContactPolicy, Decided, Engine, EngineOptions,
+    Inputs, PolicyKind, PolicyLevel, PropensityInput,
 };
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -224,12 +224,10 @@ impl PyEngine {
 }
 
 /// An Arrow object read batch by batch (a table's batches, or a stream pulled as the engine
-/// reads it), led by an empty batch of its schema so that even an empty stream's schema is
-/// checked.
+/// reads it).
 fn stream(input: AnyRecordBatch) -> PyResult<BatchStream<'static>> {
     let reader = input.into_reader()?;
-    let empty = RecordBatch::new_empty(reader.schema());
-    Ok(Box::new(std::iter::once(Ok(empty)).chain(reader)))
+    Ok(batch_stream(reader.schema(), reader))
 }
 
 fn arrow_select_concat(schema: &SchemaRef, batches: &[RecordBatch]) -> PyResult<RecordBatch> {
