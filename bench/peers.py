@@ -387,16 +387,23 @@ def _customer_batches(
     yield from parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns, use_threads=True)
 
 
-def _stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatchReader:
-    """The customers, propensity columns included, as a stream of record batches."""
-    schema = pq.read_schema(data.customers)
+def _counted(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], stages: Stages
+) -> pa.RecordBatchReader:
+    """`batches` as a stream, each one's bytes added to `stages.bytes_read` as it is read."""
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for batch in _customer_batches(data, schema.names, tables):
+    def counted() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
             stages.bytes_read += batch.nbytes
             yield batch
 
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return pa.RecordBatchReader.from_batches(schema, counted())
+
+
+def _stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatchReader:
+    """The customers, propensity columns included, as a stream of record batches."""
+    schema = pq.read_schema(data.customers)
+    return _counted(schema, _customer_batches(data, schema.names, tables), stages)
 
 
 def _history_stream(data: Data, stages: Stages, tables: Tables | None) -> pa.RecordBatchReader:
@@ -414,13 +421,7 @@ def _history_stream(data: Data, stages: Stages, tables: Tables | None) -> pa.Rec
         )
         schema = parquet.schema_arrow
         batches = parquet.iter_batches(batch_size=_BATCH_ROWS, use_threads=True)
-
-    def counted() -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            stages.bytes_read += batch.nbytes
-            yield batch
-
-    return pa.RecordBatchReader.from_batches(schema, counted())
+    return _counted(schema, batches, stages)
 
 
 def _propensity_columns(data: Data) -> dict[str, str]:
