@@ -98,6 +98,18 @@ pub struct Inputs<'a> {
     pub now_us: i64,
 }
 
+// By hand: a stream has no `Debug` of its own (and reading it would consume it).
+impl std::fmt::Debug for Inputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("propensities", &self.propensities)
+            .field("do_not_contact", &self.do_not_contact)
+            .field("history", &self.history.as_ref().map(|_| "<stream>"))
+            .field("now_us", &self.now_us)
+            .finish()
+    }
+}
+
 impl Inputs<'_> {
     /// No propensities, lists or history, at `now_us`.
     pub fn at(now_us: i64) -> Self {

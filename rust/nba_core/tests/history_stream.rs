@@ -139,3 +139,16 @@ fn a_failing_stream_is_a_data_error_after_the_rows_before_it() {
         "{err}"
     );
 }
+
+#[test]
+fn inputs_with_a_stream_still_print() {
+    let inputs = Inputs {
+        history: Some(batch_stream(history_schema(true), Vec::new())),
+        ..Inputs::at(7)
+    };
+    let text = format!("{inputs:?}");
+    assert!(
+        text.contains("history: Some(\"<stream>\")") && text.contains("now_us: 7"),
+        "{text}"
+    );
+}
