@@ -16,7 +16,9 @@
 //!
 //! The ordered phase is bound by memory latency, so a cursor carries what its turn needs (its
 //! order key, its candidate's kind, the customer's walk position, end and taken count): taking
-//! the next one reads no per-candidate array.
+//! the next one reads no per-candidate array; and as the heads' turns come in their sorted
+//! order, what a head will read (its next candidate) is prefetched a few turns ahead (on
+//! `bank-2m`, 1.99 M turns took about 400 ms without and 290 ms with it).
 //!
 //! The customer's walk is their rank order, which is the global order restricted to them, so
 //! every candidate is decided at the same point, with the same state, as in the plain
@@ -43,6 +45,10 @@ use rayon::prelude::*;
 use crate::caps::{Allocation, CapSlots, CompiledCaps, NO_CAP};
 use crate::error::Result;
 use crate::funnel::FunnelCounts;
+use crate::memory::prefetch;
+
+/// How many heads ahead the ordered phase prefetches.
+const PREFETCH_AHEAD: usize = 32;
 
 /// Every customer's surviving candidates, each customer's in rank order.
 pub(crate) struct Lists<'a> {
@@ -463,6 +469,20 @@ fn greedy_by(
         let Some(mut cursor) = cursor else {
             break;
         };
+        // The heads' turns come in order: start loading what a head a few turns ahead will
+        // read (its candidate's rejection slot, and its next candidate's kind and score).
+        // (Through a `walk`, only the walk itself: the candidates are known once it is read.)
+        if let Some(ahead) = heads.get(next_head + PREFETCH_AHEAD) {
+            let pos = ahead.pos as usize;
+            match walk {
+                Some(walk) => prefetch(walk, pos),
+                None => {
+                    prefetch(&rejected_by, pos);
+                    prefetch(lists.kind, pos + 1);
+                    prefetch(score, pos + 1);
+                }
+            }
+        }
         let x = walker.candidate(cursor.pos as usize);
         let slots = &lists.slots[cursor.kind as usize];
         let full = walker.first_full(slots);

@@ -17,3 +17,22 @@ pub(crate) fn release_freed() {
         libc::malloc_trim(0);
     }
 }
+
+/// Asks the CPU to start loading `slice[index]` into the cache (a hint: it changes no value,
+/// and an index out of range is ignored). For loops that know which scattered element they
+/// will read a few iterations ahead, so that the miss overlaps the work in between.
+#[inline(always)]
+pub(crate) fn prefetch<T>(slice: &[T], index: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(item) = slice.get(index) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        #[allow(unsafe_code)]
+        // SAFETY: the pointer is to a live element of `slice`; a prefetch reads nothing into
+        // the program's state and cannot fault.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (slice, index);
+}
