@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -358,3 +359,103 @@ def test_arbitrate_threads_do_not_matter(case: tuple[pa.Table, Any]) -> None:
 def test_decide_matches_reference_on_larger_inputs(scenario: Scenario) -> None:
     show(scenario)
     assert_same_outcome(run(scenario, RUST, batch_rows=16), run(scenario, REFERENCE))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_decide_matches_reference_past_a_word_of_actions_and_rows(seed: int) -> None:
+    """The engine keeps each stage's survivors as 64-bit words (rows of a batch, actions of a
+    catalog): 70 actions and batches of 150 rows cross both word boundaries, with every drop
+    reason, contact policies and a history in play."""
+    rng = np.random.default_rng(seed)
+    n, actions = 500, 70
+    channels = ["email", "sms"]
+    catalog = []
+    for a in range(actions):
+        action: dict[str, Any] = {
+            "id": f"offer_{a:02d}",
+            "issue": ["Sales", "Retention"][a % 2],
+            "group": ["Cards", "Loans", "Savings"][a % 3],
+            "channel": channels[int(rng.integers(2))],
+            "value": float(rng.choice([0.5, 1.0, 2.0])),
+        }
+        if a % 7 == 3:
+            action["active_until"] = (NOW - timedelta(days=1)).isoformat()  # inactive
+        if a % 3:
+            action["eligibility"] = f"age >= {int(rng.integers(18, 70))}"
+        if a % 5 == 0:
+            action["default_propensity"] = 0.2
+        catalog.append(action)
+    ids = np.arange(n) * 3 + 1
+    ages = pa.array(
+        [None if k % 11 == 0 else int(x) for k, x in enumerate(rng.integers(18, 80, n))]
+    )
+    customers = pa.table(
+        {
+            "customer_id": pa.array(ids, pa.int64()),
+            "age": ages,
+            "email": pa.array(
+                [None if x < 0.15 else f"c{k}@example.com" for k, x in enumerate(rng.random(n))]
+            ),
+            "phone": pa.array(
+                [None if x < 0.3 else f"+4479{k:08d}" for k, x in enumerate(rng.random(n))]
+            ),
+            "opt_out_email": pa.array(rng.random(n) < 0.1),
+            "opt_out_sms": pa.array([None if x < 0.05 else bool(x > 0.9) for x in rng.random(n)]),
+        }
+    )
+    dnc = pa.table(
+        {
+            "channel": pa.array(["*", "email", "sms"] * 10),
+            "customer_id": pa.array([int(x) for x in rng.choice(ids, 30)], pa.int64()),
+        }
+    )
+    # Propensities for about half of the pairs; the rest fall back to a default or drop.
+    pairs = [(int(c), f"offer_{a:02d}") for c in ids for a in range(actions) if rng.random() < 0.5]
+    propensities = pa.table(
+        {
+            "customer_id": pa.array([c for c, _ in pairs], pa.int64()),
+            "action_id": [a for _, a in pairs],
+            "propensity": rng.random(len(pairs)),
+        }
+    )
+    events = 2_000
+    picked = rng.integers(0, actions, events)
+    history = pa.table(
+        {
+            "customer_id": pa.array(rng.choice(ids, events), pa.int64()),
+            "action_id": [catalog[int(a)]["id"] for a in picked],
+            "issue": [catalog[int(a)]["issue"] for a in picked],
+            "group": [catalog[int(a)]["group"] for a in picked],
+            "channel": [catalog[int(a)]["channel"] for a in picked],
+            "outcome": rng.choice(["pending", "sent", "delivered", "clicked"], events).tolist(),
+            "timestamp": pa.array(
+                [NOW - timedelta(hours=int(h)) for h in rng.integers(1, 24 * 40, events)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+    policies = [
+        {"name": "cooldown", "kind": "suppress", "level": "group", "channel": "email",
+         "outcomes": ["pending", "sent"], "threshold": 1, "window_days": 30, "suppress_days": 60},
+        {"name": "limit", "kind": "limit", "level": "customer", "channel": "*",
+         "outcomes": ["sent", "delivered"], "threshold": 3, "window_days": 14},
+        {"name": "clicked", "kind": "suppress", "level": "action", "channel": "*",
+         "outcomes": ["clicked"], "threshold": 1, "window_days": 14, "suppress_days": 14},
+    ]  # fmt: skip
+    results = []
+    for engine_cls, options in ((RUST, {"batch_rows": 150, "threads": 2}), (REFERENCE, {})):
+        engine = engine_cls(catalog, policies=policies, max_per_customer=3, **options)
+        results.append(
+            engine.decide(
+                customers,
+                propensities=propensities,
+                history=history,
+                do_not_contact=dnc,
+                now=NOW,
+            )
+        )
+    rust, reference = results
+    stages = {stage for stage, _, count in funnel_rows(rust) if count}
+    for stage in ("inactive", "ineligible", "no_address", "opted_out", "do_not_contact"):
+        assert stage in stages, f"the data exercised no {stage!r} drop"
+    assert_same_result(rust, reference)
