@@ -12,7 +12,13 @@
 //! - only heads are put in global order (one parallel sort of at most one cursor per
 //!   customer), merged with a radix queue of the later stops of customers who moved on (their
 //!   keys only grow); once every such cap is full the rest needs no order at all: capped
-//!   candidates are rejected, the others accepted by room, each customer in parallel.
+//!   candidates are rejected, the others accepted by room, each customer in parallel;
+//! - even in order, only a cap's filling changes what a turn sees, so turns are taken in
+//!   blocks of consecutive turns: where no cap can fill within a block (each open cap has
+//!   more room than the block's customers could take), its customers are decided in
+//!   parallel, each walking on through their own stops inside the block; elsewhere (around
+//!   each cap's filling) one by one. On `bank-2m`, 1.84 M of the 1.99 M turns went in
+//!   parallel blocks.
 //!
 //! The ordered phase is bound by memory latency, so a cursor carries what its turn needs (its
 //! order key, its candidate's kind, the customer's walk position, end and taken count): taking
@@ -36,6 +42,8 @@
 //! so no cap is ever exceeded — and the better of it and the plain greedy is returned, with the
 //! best bound and the certified gap.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -47,8 +55,12 @@ use crate::error::Result;
 use crate::funnel::FunnelCounts;
 use crate::memory::prefetch;
 
-/// How many heads ahead the ordered phase prefetches.
+/// How many turns ahead the ordered phase prefetches.
 const PREFETCH_AHEAD: usize = 32;
+/// The most consecutive turns the ordered phase takes as one block.
+const MAX_BLOCK: usize = 4096;
+/// Turns per parallel task within a block.
+const BLOCK_CHUNK: usize = 512;
 
 /// Every customer's surviving candidates, each customer's in rank order.
 pub(crate) struct Lists<'a> {
@@ -339,6 +351,68 @@ impl Walker<'_> {
             .unwrap_or(NO_CAP)
     }
 
+    /// Starts loading what the turn of `cursor` will read: its candidate's rejection slot
+    /// and its next candidate's kind and score (through a `walk`, only the walk itself: the
+    /// candidates are known once it is read).
+    #[inline]
+    fn prefetch_turn(&self, cursor: &Cursor, rejected_by: &[u32]) {
+        let pos = cursor.pos as usize;
+        match self.walk {
+            Some(walk) => prefetch(walk, pos),
+            None => {
+                prefetch(rejected_by, pos);
+                prefetch(self.lists.kind, pos + 1);
+                prefetch(self.score, pos + 1);
+            }
+        }
+    }
+
+    /// Takes the turns of `cursors`, consecutive turns (up to key `until`) within which no
+    /// cap can fill: each customer's turn sees the caps as they are, and the customer walks
+    /// on, taking their own later stops up to `until` the same way. Returns what was decided
+    /// (turned-down candidates as named), the decisions added per cap, and the stops after
+    /// `until`.
+    fn take_turns(&self, cursors: &[Cursor], until: u128) -> (Walked, Vec<u64>, Vec<Cursor>) {
+        let mut out = Walked::default();
+        let mut used = vec![0u64; self.used.len()];
+        let mut later = Vec::new();
+        for (i, &first) in cursors.iter().enumerate() {
+            if let Some(ahead) = cursors.get(i + PREFETCH_AHEAD) {
+                self.prefetch_turn(ahead, &[]);
+            }
+            let mut cursor = first;
+            loop {
+                let x = self.candidate(cursor.pos as usize);
+                let slots = &self.lists.slots[cursor.kind as usize];
+                let full = self.first_full(slots);
+                if full == NO_CAP {
+                    out.accepted.push(x as u32);
+                    cursor.taken += 1;
+                    for &c in slots.iter().filter(|&&c| c != NO_CAP) {
+                        used[c as usize] += u64::from(self.live[c as usize]);
+                    }
+                } else {
+                    out.named.push((x as u32, full));
+                }
+                match self.advance(
+                    ordinal_of(cursor.key),
+                    cursor.pos as usize + 1,
+                    cursor.end as usize,
+                    cursor.taken,
+                    &mut out,
+                ) {
+                    Some(next) if next.key <= until => cursor = next,
+                    Some(next) => {
+                        later.push(next);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        (out, used, later)
+    }
+
     /// Walks a customer from `pos`: accepts candidates in no cap that can fill and turns down
     /// those in a cap already full (it stays full, and the customer's taken count cannot
     /// change before their turn: only their own later candidates could change it). Returns
@@ -382,6 +456,23 @@ impl Walker<'_> {
         }
         None
     }
+}
+
+/// `a` and `b`, each sorted by key, merged into `into` (cleared first).
+fn merge_sorted(a: &[Cursor], b: &[Cursor], into: &mut Vec<Cursor>) {
+    into.clear();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].key < b[j].key {
+            into.push(a[i]);
+            i += 1;
+        } else {
+            into.push(b[j]);
+            j += 1;
+        }
+    }
+    into.extend_from_slice(&a[i..]);
+    into.extend_from_slice(&b[j..]);
 }
 
 /// The global greedy, walking each customer's candidates in the order `walk` (indices into
@@ -451,65 +542,129 @@ fn greedy_by(
     let mut walked = Walked::default();
 
     // The ordered phase: the heads in order, merged with the customers' later stops, until
-    // every cap that can fill is full.
+    // every cap that can fill is full. Turns are taken in blocks of consecutive turns. While
+    // no cap can fill within a block (each open cap has more room left than the block's
+    // customers could take), nothing a turn sees changes inside it, so its customers are
+    // decided in parallel, each walking on to their own later stops that fall in the block;
+    // otherwise the block's turns are taken one by one. The block grows while it can and
+    // shrinks where a cap is about to fill.
     let mut rejected_by = vec![NO_CAP; n];
     let mut follow_ups = RadixQueue::new();
     let mut next_head = 0;
+    // The stops due within the block, popped in order; the block in order (one by one).
+    let mut stops: Vec<Cursor> = Vec::new();
+    let mut block: Vec<Cursor> = Vec::new();
+    let mut size = 1usize;
+    // Stops that fall inside the block being taken one by one.
+    let mut due: BinaryHeap<Reverse<Cursor>> = BinaryHeap::new();
     while open > 0 {
-        let from_heads = heads.get(next_head);
-        let cursor = match (from_heads, follow_ups.min_key()) {
-            (Some(h), Some(f)) if f < h.key => follow_ups.pop(),
-            (Some(&h), _) => {
-                next_head += 1;
-                Some(h)
+        // The block: the next `size` heads with every queued stop up to the last of them or,
+        // once every head has had its turn, the next `size` stops.
+        stops.clear();
+        let (block_heads, until) = if next_head < heads.len() {
+            let end = (next_head + size).min(heads.len());
+            let block_heads = &heads[next_head..end];
+            next_head = end;
+            let until = block_heads[block_heads.len() - 1].key;
+            while follow_ups.min_key().is_some_and(|key| key <= until) {
+                stops.extend(follow_ups.pop());
             }
-            (None, Some(_)) => follow_ups.pop(),
-            (None, None) => None,
-        };
-        let Some(mut cursor) = cursor else {
-            break;
-        };
-        // The heads' turns come in order: start loading what a head a few turns ahead will
-        // read (its candidate's rejection slot, and its next candidate's kind and score).
-        // (Through a `walk`, only the walk itself: the candidates are known once it is read.)
-        if let Some(ahead) = heads.get(next_head + PREFETCH_AHEAD) {
-            let pos = ahead.pos as usize;
-            match walk {
-                Some(walk) => prefetch(walk, pos),
-                None => {
-                    prefetch(&rejected_by, pos);
-                    prefetch(lists.kind, pos + 1);
-                    prefetch(score, pos + 1);
+            (block_heads, until)
+        } else {
+            while stops.len() < size {
+                match follow_ups.pop() {
+                    Some(cursor) => stops.push(cursor),
+                    None => break,
                 }
             }
+            match stops.last() {
+                Some(last) => (&heads[..0], last.key),
+                None => break,
+            }
+        };
+        let room: u64 = block_heads
+            .iter()
+            .chain(&stops)
+            .map(|c| u64::from(walker.m.saturating_sub(c.taken)))
+            .sum();
+        let no_fill = (0..caps.len()).all(|c| {
+            let (used, max) = (walker.used[c], caps.max[c]);
+            !live[c] || used >= max || used + room < max
+        });
+        if no_fill {
+            let parts: Vec<(Walked, Vec<u64>, Vec<Cursor>)> = block_heads
+                .par_chunks(BLOCK_CHUNK)
+                .chain(stops.par_chunks(BLOCK_CHUNK))
+                .map(|chunk| walker.take_turns(chunk, until))
+                .collect();
+            for (part, used, later) in parts {
+                walks.push(part);
+                for (total, add) in walker.used.iter_mut().zip(&used) {
+                    *total += add;
+                }
+                for cursor in later {
+                    follow_ups.push(cursor);
+                }
+            }
+            debug_assert!(
+                (0..caps.len()).all(|c| {
+                    let was_full = filled_at[c] < u128::MAX;
+                    !live[c] || (walker.used[c] >= caps.max[c]) == was_full
+                }),
+                "a block filled a cap"
+            );
+            size = (size * 2).min(MAX_BLOCK);
+            continue;
         }
-        let x = walker.candidate(cursor.pos as usize);
-        let slots = &lists.slots[cursor.kind as usize];
-        let full = walker.first_full(slots);
-        if full == NO_CAP {
-            walked.accepted.push(x as u32);
-            cursor.taken += 1;
-            for &c in slots {
-                if c != NO_CAP && live[c as usize] {
-                    walker.used[c as usize] += 1;
-                    if walker.used[c as usize] == caps.max[c as usize] {
-                        filled_at[c as usize] = cursor.key;
-                        open -= 1;
+        size = (size / 2).max(1);
+        merge_sorted(block_heads, &stops, &mut block);
+        let mut i = 0;
+        loop {
+            let cursor = match (block.get(i), due.peek()) {
+                (Some(b), Some(Reverse(d))) if d.key < b.key => due.pop().map(|Reverse(d)| d),
+                (Some(&b), _) => {
+                    i += 1;
+                    Some(b)
+                }
+                (None, Some(_)) => due.pop().map(|Reverse(d)| d),
+                (None, None) => None,
+            };
+            let Some(mut cursor) = cursor else {
+                break;
+            };
+            if let Some(ahead) = block.get(i + PREFETCH_AHEAD) {
+                walker.prefetch_turn(ahead, &rejected_by);
+            }
+            let x = walker.candidate(cursor.pos as usize);
+            let slots = &lists.slots[cursor.kind as usize];
+            let full = walker.first_full(slots);
+            if full == NO_CAP {
+                walked.accepted.push(x as u32);
+                cursor.taken += 1;
+                for &c in slots {
+                    if c != NO_CAP && live[c as usize] {
+                        walker.used[c as usize] += 1;
+                        if walker.used[c as usize] == caps.max[c as usize] {
+                            filled_at[c as usize] = cursor.key;
+                            open -= 1;
+                        }
                     }
                 }
+            } else {
+                rejected_by[x] = full;
             }
-        } else {
-            rejected_by[x] = full;
-        }
-        let next = walker.advance(
-            ordinal_of(cursor.key),
-            cursor.pos as usize + 1,
-            cursor.end as usize,
-            cursor.taken,
-            &mut walked,
-        );
-        if let Some(next) = next {
-            follow_ups.push(next);
+            let next = walker.advance(
+                ordinal_of(cursor.key),
+                cursor.pos as usize + 1,
+                cursor.end as usize,
+                cursor.taken,
+                &mut walked,
+            );
+            match next {
+                Some(next) if next.key <= until => due.push(Reverse(next)),
+                Some(next) => follow_ups.push(next),
+                None => {}
+            }
         }
     }
     // Every cap that can fill is full: the order no longer matters (a full cap stays full),
@@ -1107,6 +1262,50 @@ mod tests {
         "all",
     ];
 
+    /// Runs the greedy and the plain definition on `customers` (per customer: action →
+    /// priority step) under `caps` (scope → max), the customers' ordinals rotated by `shuffle`.
+    fn compare_with_plain(
+        customers: &[std::collections::BTreeMap<u32, u8>],
+        caps: &std::collections::BTreeMap<usize, i64>,
+        m: usize,
+        shuffle: u64,
+    ) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+        let data: Vec<Vec<(u32, f64)>> = customers
+            .iter()
+            .map(|actions| {
+                actions
+                    .iter()
+                    .map(|(&a, &p)| (a, f64::from(p) * 0.5))
+                    .collect()
+            })
+            .collect();
+        let caps: Vec<(&str, i64)> = caps.iter().map(|(&k, &max)| (SCOPES[k], max)).collect();
+        let (starts, priority, tie, slots, compiled) = setup(&data, &caps);
+        let kind: Vec<u32> = (0..priority.len() as u32).collect();
+        // A permutation of the customers' ordinals: customers need not come in id order.
+        let count = data.len() as u32;
+        let ordinal: Vec<u32> = (0..count)
+            .map(|i| {
+                let step = (shuffle % u64::from(count.max(1))) as u32;
+                (i + step) % count.max(1)
+            })
+            .collect();
+        let lists = Lists {
+            starts: &starts,
+            ordinal: &ordinal,
+            priority: &priority,
+            kind: &kind,
+            tie: &tie,
+            slots: &slots,
+        };
+        let result = greedy(&lists, &compiled, m);
+        let (accepted, rejected_by, used) = plain_greedy(&lists, &compiled, m);
+        proptest::prop_assert_eq!(result.accepted, accepted);
+        proptest::prop_assert_eq!(result.rejected_by, rejected_by);
+        proptest::prop_assert_eq!(result.used, used);
+        Ok(())
+    }
+
     proptest::proptest! {
         /// The greedy (cursors, radix queue, walks in parallel) gives what the plain definition
         /// gives, on lists with tied priorities, customers out of id order, and caps of every
@@ -1121,34 +1320,26 @@ mod tests {
             m in 1usize..4,
             shuffle in proptest::num::u64::ANY,
         ) {
-            let data: Vec<Vec<(u32, f64)>> = customers
-                .iter()
-                .map(|actions| actions.iter().map(|(&a, &p)| (a, f64::from(p) * 0.5)).collect())
-                .collect();
-            let caps: Vec<(&str, i64)> = caps.iter().map(|(&k, &max)| (SCOPES[k], max)).collect();
-            let (starts, priority, tie, slots, compiled) = setup(&data, &caps);
-            let kind: Vec<u32> = (0..priority.len() as u32).collect();
-            // A permutation of the customers' ordinals: customers need not come in id order.
-            let count = data.len() as u32;
-            let ordinal: Vec<u32> = (0..count)
-                .map(|i| {
-                    let step = (shuffle % u64::from(count.max(1))) as u32;
-                    (i + step) % count.max(1)
-                })
-                .collect();
-            let lists = Lists {
-                starts: &starts,
-                ordinal: &ordinal,
-                priority: &priority,
-                kind: &kind,
-                tie: &tie,
-                slots: &slots,
-            };
-            let result = greedy(&lists, &compiled, m);
-            let (accepted, rejected_by, used) = plain_greedy(&lists, &compiled, m);
-            proptest::prop_assert_eq!(result.accepted, accepted);
-            proptest::prop_assert_eq!(result.rejected_by, rejected_by);
-            proptest::prop_assert_eq!(result.used, used);
+            compare_with_plain(&customers, &caps, m, shuffle)?;
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+        /// The same with thousands of customers and caps in the thousands: the ordered phase
+        /// takes blocks of turns large enough to be split over several parallel tasks, and
+        /// shrinks them around each cap's filling.
+        #[test]
+        fn the_greedy_in_large_blocks_is_the_plain_definition(
+            customers in proptest::collection::vec(
+                proptest::collection::btree_map(0u32..6, 0u8..5, 1..6),
+                2000..6000,
+            ),
+            caps in proptest::collection::btree_map(0usize..SCOPES.len(), 0i64..4000, 1..5),
+            m in 1usize..3,
+            shuffle in proptest::num::u64::ANY,
+        ) {
+            compare_with_plain(&customers, &caps, m, shuffle)?;
         }
     }
 
