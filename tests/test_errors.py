@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import nba_fast
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -517,3 +518,39 @@ def test_arbitrate_mistyped_column(engine_cls: Any, column: str, values: list[An
 def test_arbitrate_not_arrow(engine_cls: Any) -> None:
     rows = [{"customer_id": 1, "action_id": "gold", "propensity": 0.1}]
     expect_error(lambda: arbitrate(engine_cls, rows), SchemaError, "candidates")
+
+
+def test_customers_stream_failing_part_way(engine_cls: Any) -> None:
+    """A customers stream that fails after its first batch fails the call with a typed error
+    that says how far it got (as the history's does)."""
+    first = customers().to_batches()[0]
+
+    def batches() -> Any:
+        yield first
+        raise OSError("the customers' file went away")
+
+    stream = pa.RecordBatchReader.from_batches(first.schema, batches())
+    err = expect_error(lambda: decide(engine_cls, stream), DataError, "went away")
+    assert str(err).startswith("customers: the stream failed after 3 rows: "), err
+
+
+def test_a_failing_batch_stops_reading_the_customers() -> None:
+    """A batch that fails to decide ends the call at once, rather than after consuming the
+    rest of an endless stream."""
+    read = 0
+
+    def endless() -> Any:
+        nonlocal read
+        bad = customers(p_gold=pa.array([0.5, 1.5, 0.5])).to_batches()[0]
+        while True:
+            read += 1
+            yield bad
+
+    schema = customers(p_gold=pa.array([0.5, 1.5, 0.5])).schema
+    stream = pa.RecordBatchReader.from_batches(schema, endless())
+    expect_error(
+        lambda: decide(nba_fast.Engine, stream, propensities={"gold": "p_gold"}),
+        DataError,
+        "1.5",
+    )
+    assert read < 20, f"{read} batches were read after the first one failed"

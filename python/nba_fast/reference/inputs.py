@@ -51,13 +51,28 @@ def read_table(obj: Any, what: str) -> pa.Table:
     if isinstance(obj, pa.RecordBatch):
         return pa.Table.from_batches([obj])
     if isinstance(obj, pa.RecordBatchReader):
-        return obj.read_all()
+        return _read_stream(obj, what)
     if hasattr(obj, "__arrow_c_stream__") or hasattr(obj, "__arrow_c_array__"):
         return pa.table(obj)
     raise SchemaError(
         f"{what}: expected an Arrow table, record batch or stream (pyarrow, polars, duckdb, "
         f"...), got {type(obj).__name__}"
     )
+
+
+def _read_stream(reader: pa.RecordBatchReader, what: str) -> pa.Table:
+    """A stream read whole; one that fails part-way is a `DataError` naming where."""
+    batches: list[pa.RecordBatch] = []
+    rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return pa.Table.from_batches(batches, schema=reader.schema)
+        except Exception as err:  # whatever the stream's source raised
+            raise DataError(f"{what}: the stream failed after {rows} rows: {err}") from err
+        batches.append(batch)
+        rows += batch.num_rows
 
 
 def show_id(customer_id: CustomerId) -> str:

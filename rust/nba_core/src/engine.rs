@@ -321,7 +321,9 @@ impl Engine {
             _ => None,
         };
         for batch in customers {
-            let batch = batch?;
+            let batch = batch.map_err(|err| {
+                data_err!("customers: the stream failed after {offset} rows: {err}")
+            })?;
             if let Some(rows) = dense_rows {
                 if offset + batch.num_rows() > rows {
                     return Err(data_err!(
