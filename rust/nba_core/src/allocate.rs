@@ -44,6 +44,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -355,7 +357,7 @@ impl Walker<'_> {
     /// and its next candidate's kind and score (through a `walk`, only the walk itself: the
     /// candidates are known once it is read).
     #[inline]
-    fn prefetch_turn(&self, cursor: &Cursor, rejected_by: &[u32]) {
+    fn prefetch_turn(&self, cursor: &Cursor, rejected_by: &[AtomicU32]) {
         let pos = cursor.pos as usize;
         match self.walk {
             Some(walk) => prefetch(walk, pos),
@@ -369,16 +371,21 @@ impl Walker<'_> {
 
     /// Takes the turns of `cursors`, consecutive turns (up to key `until`) within which no
     /// cap can fill: each customer's turn sees the caps as they are, and the customer walks
-    /// on, taking their own later stops up to `until` the same way. Returns what was decided
-    /// (turned-down candidates as named), the decisions added per cap, and the stops after
-    /// `until`.
-    fn take_turns(&self, cursors: &[Cursor], until: u128) -> (Walked, Vec<u64>, Vec<Cursor>) {
+    /// on, taking their own later stops up to `until` the same way. Writes the turned-down
+    /// candidates' caps into `rejected_by`; returns what else was decided, the decisions added
+    /// per cap, and the stops after `until`.
+    fn take_turns(
+        &self,
+        cursors: &[Cursor],
+        until: u128,
+        rejected_by: &[AtomicU32],
+    ) -> (Walked, Vec<u64>, Vec<Cursor>) {
         let mut out = Walked::default();
         let mut used = vec![0u64; self.used.len()];
         let mut later = Vec::new();
         for (i, &first) in cursors.iter().enumerate() {
             if let Some(ahead) = cursors.get(i + PREFETCH_AHEAD) {
-                self.prefetch_turn(ahead, &[]);
+                self.prefetch_turn(ahead, rejected_by);
             }
             let mut cursor = first;
             loop {
@@ -392,7 +399,7 @@ impl Walker<'_> {
                         used[c as usize] += u64::from(self.live[c as usize]);
                     }
                 } else {
-                    out.named.push((x as u32, full));
+                    rejected_by[x].store(full, Relaxed);
                 }
                 match self.advance(
                     ordinal_of(cursor.key),
@@ -548,7 +555,8 @@ fn greedy_by(
     // decided in parallel, each walking on to their own later stops that fall in the block;
     // otherwise the block's turns are taken one by one. The block grows while it can and
     // shrinks where a cap is about to fill.
-    let mut rejected_by = vec![NO_CAP; n];
+    // Written in place by the parallel blocks (each candidate by its own customer's task).
+    let rejected_by: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(NO_CAP)).collect();
     let mut follow_ups = RadixQueue::new();
     let mut next_head = 0;
     // The stops due within the block, popped in order; the block in order (one by one).
@@ -595,10 +603,12 @@ fn greedy_by(
             let parts: Vec<(Walked, Vec<u64>, Vec<Cursor>)> = block_heads
                 .par_chunks(BLOCK_CHUNK)
                 .chain(stops.par_chunks(BLOCK_CHUNK))
-                .map(|chunk| walker.take_turns(chunk, until))
+                .map(|chunk| walker.take_turns(chunk, until, &rejected_by))
                 .collect();
             for (part, used, later) in parts {
-                walks.push(part);
+                walked.accepted.extend(part.accepted);
+                walked.early.extend(part.early);
+                walked.named.extend(part.named);
                 for (total, add) in walker.used.iter_mut().zip(&used) {
                     *total += add;
                 }
@@ -651,7 +661,7 @@ fn greedy_by(
                     }
                 }
             } else {
-                rejected_by[x] = full;
+                rejected_by[x].store(full, Relaxed);
             }
             let next = walker.advance(
                 ordinal_of(cursor.key),
@@ -692,6 +702,8 @@ fn greedy_by(
     walks.extend(finish(&heads[next_head..]));
     drop(heads);
     walks.extend(finish(&follow_ups.into_vec()));
+    // (std collects this in place: the two have the same size and alignment.)
+    let mut rejected_by: Vec<u32> = rejected_by.into_iter().map(AtomicU32::into_inner).collect();
     let mut accepted = vec![false; n];
     for x in walks.iter().flat_map(|w| &w.accepted) {
         accepted[*x as usize] = true;
