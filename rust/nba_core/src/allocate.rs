@@ -328,7 +328,7 @@ struct Walked {
     named: Vec<(u32, u32)>,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
     #[inline]
     fn candidate(&self, pos: usize) -> usize {
         match self.walk {
@@ -389,25 +389,12 @@ impl Walker<'_> {
             }
             let mut cursor = first;
             loop {
-                let x = self.candidate(cursor.pos as usize);
-                let slots = &self.lists.slots[cursor.kind as usize];
-                let full = self.first_full(slots);
-                if full == NO_CAP {
-                    out.accepted.push(x as u32);
-                    cursor.taken += 1;
+                if let Some(slots) = self.take_turn(&mut cursor, rejected_by, &mut out) {
                     for &c in slots.iter().filter(|&&c| c != NO_CAP) {
                         used[c as usize] += u64::from(self.live[c as usize]);
                     }
-                } else {
-                    rejected_by[x].store(full, Relaxed);
                 }
-                match self.advance(
-                    ordinal_of(cursor.key),
-                    cursor.pos as usize + 1,
-                    cursor.end as usize,
-                    cursor.taken,
-                    &mut out,
-                ) {
+                match self.walk_on(&cursor, &mut out) {
                     Some(next) if next.key <= until => cursor = next,
                     Some(next) => {
                         later.push(next);
@@ -418,6 +405,42 @@ impl Walker<'_> {
             }
         }
         (out, used, later)
+    }
+
+    /// Takes `cursor`'s turn with the caps as they are: accepts its candidate and returns the
+    /// caps it counts in (the caller counts it), unless one of them is full: then that cap
+    /// (the first in the caps' order) is written into `rejected_by`.
+    #[inline]
+    fn take_turn(
+        &self,
+        cursor: &mut Cursor,
+        rejected_by: &[AtomicU32],
+        out: &mut Walked,
+    ) -> Option<&'a CapSlots> {
+        let x = self.candidate(cursor.pos as usize);
+        let all: &'a [CapSlots] = self.lists.slots;
+        let slots = &all[cursor.kind as usize];
+        let full = self.first_full(slots);
+        if full == NO_CAP {
+            out.accepted.push(x as u32);
+            cursor.taken += 1;
+            Some(slots)
+        } else {
+            rejected_by[x].store(full, Relaxed);
+            None
+        }
+    }
+
+    /// The customer's next stop after `cursor`'s turn (see [`Walker::advance`]).
+    #[inline]
+    fn walk_on(&self, cursor: &Cursor, out: &mut Walked) -> Option<Cursor> {
+        self.advance(
+            ordinal_of(cursor.key),
+            cursor.pos as usize + 1,
+            cursor.end as usize,
+            cursor.taken,
+            out,
+        )
     }
 
     /// Walks a customer from `pos`: accepts candidates in no cap that can fill and turns down
@@ -645,12 +668,7 @@ fn greedy_by(
             if let Some(ahead) = block.get(i + PREFETCH_AHEAD) {
                 walker.prefetch_turn(ahead, &rejected_by);
             }
-            let x = walker.candidate(cursor.pos as usize);
-            let slots = &lists.slots[cursor.kind as usize];
-            let full = walker.first_full(slots);
-            if full == NO_CAP {
-                walked.accepted.push(x as u32);
-                cursor.taken += 1;
+            if let Some(slots) = walker.take_turn(&mut cursor, &rejected_by, &mut walked) {
                 for &c in slots {
                     if c != NO_CAP && live[c as usize] {
                         walker.used[c as usize] += 1;
@@ -660,17 +678,8 @@ fn greedy_by(
                         }
                     }
                 }
-            } else {
-                rejected_by[x].store(full, Relaxed);
             }
-            let next = walker.advance(
-                ordinal_of(cursor.key),
-                cursor.pos as usize + 1,
-                cursor.end as usize,
-                cursor.taken,
-                &mut walked,
-            );
-            match next {
+            match walker.walk_on(&cursor, &mut walked) {
                 Some(next) if next.key <= until => due.push(Reverse(next)),
                 Some(next) => follow_ups.push(next),
                 None => {}
