@@ -537,20 +537,19 @@ def test_customers_stream_failing_part_way(engine_cls: Any) -> None:
 def test_a_failing_batch_stops_reading_the_customers() -> None:
     """A batch that fails to decide ends the call at once, rather than after consuming the
     rest of an endless stream."""
+    bad = customers(p_gold=pa.array([0.5, 1.5, 0.5])).to_batches()[0]
     read = 0
 
     def endless() -> Any:
         nonlocal read
-        bad = customers(p_gold=pa.array([0.5, 1.5, 0.5])).to_batches()[0]
         while True:
             read += 1
             yield bad
 
-    schema = customers(p_gold=pa.array([0.5, 1.5, 0.5])).schema
-    stream = pa.RecordBatchReader.from_batches(schema, endless())
+    stream = pa.RecordBatchReader.from_batches(bad.schema, endless())
     expect_error(
         lambda: decide(nba_fast.Engine, stream, propensities={"gold": "p_gold"}),
         DataError,
         "1.5",
     )
-    assert read < 20, f"{read} batches were read after the first one failed"
+    assert read < 20, f"{read} batches were read, the first of them failing"
