@@ -460,6 +460,92 @@ proptest! {
         let got = evaluate(&sql, &batch).map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?;
         prop_assert_eq!(got, expected, "{:?} over {}", sql, data_type);
     }
+
+    #[test]
+    fn string_equality_and_in_lists_agree_with_sql(
+        strings in proptest::collection::vec(proptest::option::weighted(0.85, a_string()), 1..40),
+        items in proptest::collection::vec(proptest::option::weighted(0.85, a_string()), 1..6),
+        fill in proptest::option::of(a_string()),
+        skip in 0usize..3,
+        layout in 0usize..4,
+        form in 0usize..4,
+        negated in any::<bool>(),
+    ) {
+        // Sliced, so the kernels meet arrays whose offsets do not start at zero.
+        let skip = skip.min(strings.len() - 1);
+        let column = string_column(&strings, layout).slice(skip, strings.len() - skip);
+        let strings = &strings[skip..];
+        let batch = RecordBatch::try_from_iter(vec![("s", column)]).unwrap();
+        // `COALESCE(s, fill)` in place of `s` when there is a fill.
+        let (x, values): (String, Vec<Option<String>>) = match &fill {
+            Some(f) => (
+                format!("COALESCE(s, '{f}')"),
+                strings.iter().map(|s| Some(s.clone().unwrap_or_else(|| f.clone()))).collect(),
+            ),
+            None => ("s".to_owned(), strings.to_vec()),
+        };
+        let list = items.iter().map(quoted).collect::<Vec<_>>().join(", ");
+        let (sql, expected): (String, Vec<Option<bool>>) = match form {
+            0 | 1 => (
+                format!("{x} {}IN ({list})", not(negated)),
+                values.iter().map(|v| in_list(v.as_deref(), &items).map(|b| b != negated)).collect(),
+            ),
+            2 => (
+                format!("{x} {} {}", if negated { "<>" } else { "=" }, quoted(&items[0])),
+                values
+                    .iter()
+                    .map(|v| Some(v.as_deref()? == items[0].as_deref()? ).map(|b| b != negated))
+                    .collect(),
+            ),
+            _ => (
+                // The constant on the left.
+                format!("{} {} {x}", quoted(&items[0]), if negated { "<>" } else { "=" }),
+                values
+                    .iter()
+                    .map(|v| Some(v.as_deref()? == items[0].as_deref()?).map(|b| b != negated))
+                    .collect(),
+            ),
+        };
+        let got = evaluate(&sql, &batch).map_err(|e| TestCaseError::fail(format!("{sql}: {e}")))?;
+        prop_assert_eq!(got, expected, "{} (layout {})", sql, layout);
+    }
+}
+
+/// A string column of `layout` (0 utf8, 1 large utf8, 2 utf8 view, 3 dictionary).
+fn string_column(strings: &[Option<String>], layout: usize) -> ArrayRef {
+    match layout {
+        0 => Arc::new(StringArray::from(strings.to_vec())),
+        1 => Arc::new(LargeStringArray::from(strings.to_vec())),
+        2 => Arc::new(StringViewArray::from(strings.to_vec())),
+        _ => Arc::new(
+            strings
+                .iter()
+                .map(|s| s.as_deref())
+                .collect::<DictionaryArray<Int32Type>>(),
+        ),
+    }
+}
+
+/// Short codes, the empty string, long values past 8 and 16 bytes: each path of the string
+/// kernels.
+fn a_string() -> impl Strategy<Value = String> {
+    "(CA|NY|CAL|a|é|[ab]{0,3}|abcdefgh|abcdefghi|customer\\.[0-9]{1,9}@x\\.com)"
+}
+
+fn quoted(s: &Option<String>) -> String {
+    s.as_ref().map_or("NULL".to_owned(), |s| format!("'{s}'"))
+}
+
+/// `x IN (items)` as SQL has it: NULL for a NULL `x`, and for a miss when a NULL is listed.
+fn in_list(x: Option<&str>, items: &[Option<String>]) -> Option<bool> {
+    let x = x?;
+    if items.iter().any(|i| i.as_deref() == Some(x)) {
+        Some(true)
+    } else if items.iter().any(Option::is_none) {
+        None
+    } else {
+        Some(false)
+    }
 }
 
 /// SQL LIKE without escape: `%` any run of characters, `_` one character, the rest literal.

@@ -18,6 +18,7 @@ use arrow_select::zip::zip;
 use arrow_string::like::{like, nlike};
 
 use super::columns::MICROS_PER_DAY;
+use super::kernels;
 use super::plan::{Conv, Node, Operand};
 use super::types::{ArithOp, CmpOp};
 use crate::data_err;
@@ -146,7 +147,11 @@ impl Evaluator<'_> {
             Node::Compare(op, left, right) => {
                 let l = self.eval(left)?;
                 let r = self.eval(right)?;
-                compare(*op, &l, &r)?
+                match (op, string_equality(&l, &r)) {
+                    (CmpOp::Eq, Some(equal)) => Value::Array(Arc::new(equal)),
+                    (CmpOp::NotEq, Some(equal)) => Value::Array(Arc::new(not(&equal)?)),
+                    _ => compare(*op, &l, &r)?,
+                }
             }
             Node::InList {
                 expr,
@@ -154,6 +159,9 @@ impl Evaluator<'_> {
                 negated,
             } => {
                 let x = self.eval(expr)?;
+                if let Some(found) = strings_in_list(&x, items) {
+                    return self.negate_if(Value::Array(Arc::new(found)), *negated);
+                }
                 let mut conversions = Vec::new();
                 let mut any: Option<Value> = None;
                 for item in items {
@@ -305,7 +313,13 @@ impl Evaluator<'_> {
                 // A scalar: NULL for every row (take the next argument) or for none (keep it).
                 Value::Scalar(array) if array.logical_null_count() > 0 => next,
                 Value::Scalar(_) => acc,
-                Value::Array(array) => Value::Array(zip(&is_not_null(array)?, &acc, &next)?),
+                Value::Array(array) => Value::Array(
+                    match &next {
+                        Value::Scalar(fill) => kernels::fill_nulls(array, fill.as_ref()),
+                        Value::Array(_) => None,
+                    }
+                    .map_or_else(|| zip(&is_not_null(array)?, &acc, &next), Ok)?,
+                ),
             };
         }
         Ok(acc)
@@ -388,6 +402,53 @@ fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<Value> {
         CmpOp::GtEq => cmp::gt_eq(l, r),
     }?;
     Ok(Value::new(Arc::new(result), l.is_scalar() && r.is_scalar()))
+}
+
+/// `l = r` by [`kernels::strings_in`] when one side is a string column and the other a
+/// non-NULL string constant; `None` otherwise.
+fn string_equality(l: &Value, r: &Value) -> Option<BooleanArray> {
+    let (x, constant) = match (l, r) {
+        (Value::Array(x), Value::Scalar(c)) | (Value::Scalar(c), Value::Array(x)) => (x, c),
+        _ => return None,
+    };
+    if constant.data_type() != x.data_type() {
+        return None;
+    }
+    kernels::strings_in(
+        x.as_ref(),
+        &[kernels::string_constant(constant.as_ref())?],
+        false,
+    )
+}
+
+/// `x IN (items)` by [`kernels::strings_in`] when `x` is a string column and every item a
+/// string constant of its type, compared as it is; `None` otherwise.
+fn strings_in_list(x: &Value, items: &[Operand]) -> Option<BooleanArray> {
+    let Value::Array(x) = x else {
+        return None;
+    };
+    let mut constants: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut null_item = false;
+    for item in items {
+        match item {
+            Operand::Null => null_item = true,
+            Operand::Value {
+                conv: Conv::Keep,
+                node,
+            } => match node.as_ref() {
+                Node::Literal(constant) if constant.data_type() == x.data_type() => {
+                    match kernels::string_constant(constant.as_ref()) {
+                        Some(bytes) => constants.push(bytes),
+                        None if constant.is_null(0) => null_item = true,
+                        None => return None,
+                    }
+                }
+                _ => return None,
+            },
+            Operand::Value { .. } => return None,
+        }
+    }
+    kernels::strings_in(x.as_ref(), &constants, null_item)
 }
 
 fn null_boolean() -> Value {

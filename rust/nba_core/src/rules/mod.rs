@@ -14,6 +14,7 @@ mod bind;
 mod coerce;
 mod columns;
 mod eval;
+mod kernels;
 mod parse;
 mod plan;
 mod types;
