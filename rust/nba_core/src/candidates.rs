@@ -21,7 +21,7 @@ use crate::policy::{PolicyStage, Verdicts};
 use crate::priority::priority;
 use crate::propensity::{batch_columns, Propensities};
 use crate::rank::{rank_in_place, Scored};
-use crate::rules::BoundRule;
+use crate::rules::{BatchColumns, BoundRule};
 
 /// Everything that is the same for every batch of one `decide` call.
 pub(crate) struct Plan<'a> {
@@ -74,14 +74,16 @@ pub(crate) fn decide_batch(
         .ok_or_else(|| crate::schema_err!("customers: column \"customer_id\" is missing"))?;
     let ids = IdColumn::from_array(column, "customers")?;
     // Per rule: the rows where it is true, not null, one bit per row.
+    let mut loaded = BatchColumns::default();
     let masks: Vec<Vec<u64>> = plan
         .rules
         .iter()
         .map(|rule| {
-            rule.evaluate(batch, plan.now_us)
+            rule.evaluate_with(batch, plan.now_us, &mut loaded)
                 .map(|mask| definitely_true(&mask))
         })
         .collect::<Result<_>>()?;
+    drop(loaded); // the normalised columns, a batch's worth each: not needed past the rules
     let contact = plan.contact.evaluate(batch, &ids);
 
     let thresholds_columns = plan.policies.threshold_columns(batch, "customers")?;

@@ -24,8 +24,8 @@ mod tests;
 
 use std::sync::Arc;
 
-use arrow_array::{BooleanArray, RecordBatch};
-use arrow_schema::Schema;
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Schema};
 
 use crate::error::Result;
 use columns::ColumnSpec;
@@ -106,12 +106,48 @@ impl BoundRule {
     /// the Unix epoch, UTC) is the `now` of `days_since`. An integer overflow, or a column value
     /// out of the range rules support, is an [`NbaError::Data`](crate::NbaError::Data).
     pub fn evaluate(&self, batch: &RecordBatch, now_us: i64) -> Result<BooleanArray> {
+        self.evaluate_with(batch, now_us, &mut BatchColumns::default())
+    }
+
+    /// [`evaluate`](Self::evaluate), reading the columns through `loaded`, which the rules
+    /// evaluated over the same `batch` share.
+    pub fn evaluate_with(
+        &self,
+        batch: &RecordBatch,
+        now_us: i64,
+        loaded: &mut BatchColumns,
+    ) -> Result<BooleanArray> {
         // Each column is read and normalised once, however often the rule names it.
         let columns = self
             .columns
             .iter()
-            .map(|spec| columns::load(spec, batch, &self.source))
+            .map(|spec| loaded.load(spec, batch, &self.source))
             .collect::<Result<Vec<_>>>()?;
         eval::evaluate(&self.root, &columns, batch.num_rows(), now_us, &self.source)
+    }
+}
+
+/// The columns of one batch as rules read them (normalised: int32 cast to int64, timestamps to
+/// microseconds, …), kept for the next rule over the same batch: a catalog whose rules all
+/// name `age` casts it once per batch, not once per rule. Start a new one for each batch.
+#[derive(Debug, Default)]
+pub struct BatchColumns {
+    /// By position in the batch: the column's type there and its normalised array.
+    loaded: Vec<Option<(DataType, ArrayRef)>>,
+}
+
+impl BatchColumns {
+    fn load(&mut self, spec: &ColumnSpec, batch: &RecordBatch, source: &str) -> Result<ArrayRef> {
+        if let Some(Some((data_type, array))) = self.loaded.get(spec.index) {
+            if *data_type == spec.data_type {
+                return Ok(Arc::clone(array));
+            }
+        }
+        let array = columns::load(spec, batch, source)?;
+        if self.loaded.len() <= spec.index {
+            self.loaded.resize(spec.index + 1, None);
+        }
+        self.loaded[spec.index] = Some((spec.data_type.clone(), Arc::clone(&array)));
+        Ok(array)
     }
 }

@@ -232,3 +232,39 @@ fn bare_boolean_column_and_null_rules() {
     assert_eq!(eval("TRUE", &b), vec![T, T, T]);
     assert_eq!(eval("NULL + 1 > 0", &b), vec![N, N, N]);
 }
+
+#[test]
+fn rules_over_one_batch_share_its_normalised_columns_only_where_types_agree() {
+    use crate::rules::BatchColumns;
+    let narrow = batch(vec![(
+        "age",
+        array(Int32Array::from(vec![Some(17), Some(40), None])),
+    )]);
+    let teen = Rule::parse("age < 18")
+        .unwrap()
+        .bind(&narrow.schema())
+        .unwrap();
+    let adult = Rule::parse("age >= 18")
+        .unwrap()
+        .bind(&narrow.schema())
+        .unwrap();
+    let mut loaded = BatchColumns::default();
+    let first: Vec<_> = teen
+        .evaluate_with(&narrow, NOW, &mut loaded)
+        .unwrap()
+        .iter()
+        .collect();
+    let second: Vec<_> = adult
+        .evaluate_with(&narrow, NOW, &mut loaded)
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!((first, second), (vec![T, F, N], vec![F, T, N]));
+    // A rule bound to another type of `age` reads the batch afresh, and says what is wrong.
+    let wide = Schema::new(vec![Field::new("age", DataType::Int64, true)]);
+    let other = Rule::parse("age > 1").unwrap().bind(&wide).unwrap();
+    match other.evaluate_with(&narrow, NOW, &mut loaded) {
+        Err(NbaError::Schema(message)) => assert!(message.contains("\"age\""), "{message}"),
+        result => panic!("{result:?}"),
+    }
+}
