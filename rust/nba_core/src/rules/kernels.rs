@@ -80,13 +80,13 @@ fn matches_bytes<T: ByteArrayType>(x: &GenericByteArray<T>, needles: &Needles) -
         if !needles.has_length(len) {
             // Decided without reading the bytes: on a column whose lengths rarely match (an
             // email against ''), reading them would cost a cache miss a row.
-            return false;
-        }
-        match data.get(start..start + 8) {
-            // Empty (NULLs mostly are): nothing to read.
-            _ if len == 0 => needles.short(0, 0),
-            Some(word) if len <= 8 => needles.short(word_of(word) & low_bytes(len), len),
-            _ => needles.long(&data[start..end]),
+            false
+        } else if len == 0 {
+            needles.short(0, 0) // empty (NULLs mostly are): nothing to read
+        } else if len <= 8 && start + 8 <= data.len() {
+            needles.short(word_of(&data[start..]) & low_bytes(len), len)
+        } else {
+            needles.long(&data[start..end])
         }
     })
 }
@@ -175,7 +175,7 @@ pub(crate) fn fill_nulls(array: &ArrayRef, fill: &dyn Array) -> Option<ArrayRef>
     Some(match array.data_type() {
         DataType::Utf8 => fill_bytes::<Utf8Type>(array.as_string(), fill.as_string(), &nulls)?,
         DataType::LargeUtf8 => {
-            { fill_bytes::<LargeUtf8Type>(array.as_string(), fill.as_string(), &nulls) }?
+            fill_bytes::<LargeUtf8Type>(array.as_string(), fill.as_string(), &nulls)?
         }
         DataType::Int64 => fill_primitive::<Int64Type>(array, fill, &nulls),
         DataType::Float64 => fill_primitive::<Float64Type>(array, fill, &nulls),
