@@ -10,9 +10,11 @@
 //!   empty): each customer walks their ranked list and stops only at a candidate in a cap that
 //!   can fill and is not full (their *head*);
 //! - only heads are put in global order (one parallel sort of at most one cursor per
-//!   customer), merged with a radix queue of the later stops of customers who moved on (their
-//!   keys only grow); once every such cap is full the rest needs no order at all: capped
-//!   candidates are rejected, the others accepted by room, each customer in parallel;
+//!   customer); the later stops of customers who moved on (their keys only grow) are filed,
+//!   unsorted, into bins by the stretch of heads their key falls in, and a block of turns takes
+//!   the bins it covers ([`Agenda`]); once every such cap is full the rest needs no order at
+//!   all: capped candidates are rejected, the others accepted by room, each customer in
+//!   parallel;
 //! - even in order, only a cap's filling changes what a turn sees, so turns are taken in
 //!   blocks of consecutive turns: where no cap can fill within a block (each open cap has
 //!   more room than the block's customers could take), its customers are decided in
@@ -44,8 +46,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -140,16 +142,44 @@ fn ordinal_of(key: u128) -> u32 {
 }
 
 /// Caps that can fill: the most they could take exceeds their max.
+///
+/// Per customer the most is `min(M, their candidates in the cap)`. Two shapes of customer are
+/// counted without pairing caps one by one: one with at most `M` candidates adds one to
+/// each cap of each candidate (counted per kind, spread over the caps at the end); and with
+/// `M` = 1 and at most 64 caps, one adds one to each cap in the union of their candidates'
+/// cap masks.
 fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
     let customers = lists.customers();
-    // Per fold: the potential so far, and one customer's (cap, count) pairs (reused).
-    let potential = (0..customers)
+    let kinds = lists.slots.len();
+    let cap_mask = |slots: &CapSlots| {
+        slots
+            .iter()
+            .filter(|&&c| c != NO_CAP)
+            .fold(0u64, |mask, &c| mask | 1 << c)
+    };
+    let masks: Option<Vec<u64>> =
+        (m == 1 && caps.len() <= 64).then(|| lists.slots.iter().map(cap_mask).collect());
+    // Per fold: the potential so far, per kind the candidates of customers with at most `M`,
+    // and one customer's (cap, count) pairs (reused).
+    type Fold = (Vec<u64>, Vec<u64>, Vec<(u32, u64)>);
+    let zero = || -> Fold { (vec![0u64; caps.len()], vec![0u64; kinds], Vec::new()) };
+    let (mut potential, per_kind, _) = (0..customers)
         .into_par_iter()
-        .fold(
-            || (vec![0u64; caps.len()], Vec::<(u32, u64)>::new()),
-            |(mut potential, mut counts), i| {
+        .fold(zero, |(mut potential, mut per_kind, mut counts), i| {
+            let range = lists.starts[i]..lists.starts[i + 1];
+            if range.len() <= m {
+                for x in range {
+                    per_kind[lists.kind[x] as usize] += 1;
+                }
+            } else if let Some(masks) = &masks {
+                let mut mask = range.fold(0u64, |mask, x| mask | masks[lists.kind[x] as usize]);
+                while mask != 0 {
+                    potential[mask.trailing_zeros() as usize] += 1;
+                    mask &= mask - 1;
+                }
+            } else {
                 counts.clear();
-                for x in lists.starts[i]..lists.starts[i + 1] {
+                for x in range {
                     for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
                         match counts.iter_mut().find(|(cap, _)| *cap == c) {
                             Some((_, n)) => *n += 1,
@@ -160,17 +190,19 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
                 for &(c, n) in &counts {
                     potential[c as usize] += n.min(m as u64);
                 }
-                (potential, counts)
-            },
-        )
-        .map(|(potential, _)| potential)
-        .reduce(
-            || vec![0u64; caps.len()],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+            }
+            (potential, per_kind, counts)
+        })
+        .reduce(zero, |(mut a, mut ka, counts), (b, kb, _)| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            ka.iter_mut().zip(&kb).for_each(|(x, y)| *x += y);
+            (a, ka, counts)
+        });
+    for (slots, &n) in lists.slots.iter().zip(&per_kind) {
+        for &c in slots.iter().filter(|&&c| c != NO_CAP) {
+            potential[c as usize] += n;
+        }
+    }
     potential
         .iter()
         .zip(&caps.max)
@@ -207,98 +239,134 @@ impl Cursor {
     };
 }
 
-/// A monotone priority queue of cursors (a radix heap): every key pushed is above the last
-/// key popped, as the greedy's follow-ups are. A cursor sits in the bucket of the highest bit
-/// in which its key differs from the last key popped, so a lower bucket holds only smaller
-/// keys; popping from the lowest non-empty bucket moves its cursors into lower ones. A cursor
-/// moves a few times, through memory read in order, where a binary heap's sift-down would
-/// miss the cache at every level.
-struct RadixQueue {
-    last: u128,
-    /// Bucket `b` ≥ 1 holds keys whose highest bit differing from `last` is bit `b − 1`;
-    /// bucket 0 a key equal to `last`.
-    buckets: Vec<Vec<Cursor>>,
-    /// Per bucket: its smallest key (`u128::MAX` when empty).
-    mins: Vec<u128>,
-    /// Bit `b` set: bucket `b` is not empty.
-    occupied: [u64; 3],
-    len: usize,
+/// Heads of this many consecutive turns share a bin of [`Agenda`].
+const BIN: usize = 1024;
+
+/// The turns still to come, in key order: the heads (sorted), and the later stops of customers
+/// who moved on, filed unsorted into bins by the stretch of `BIN` heads their key falls in
+/// (every key pushed is above every turn already taken, as the greedy's follow-ups are). A
+/// block of turns takes its heads and the stops of the bins it covers, sorting them only if it
+/// is taken one by one. Stops after the last head wait in `overflow` and become the next
+/// round's heads, sorted, once the heads run out. Filing a stop is a search in a small array
+/// of fences and a push, where a priority queue would move it several times.
+struct Agenda {
+    heads: Vec<Cursor>,
+    /// The next head to take its turn.
+    next: usize,
+    /// Per bin: the last key of its heads.
+    fences: Vec<u128>,
+    /// Per bin: stops whose key falls after the previous bin's fence and up to its own.
+    bins: Vec<Vec<Cursor>>,
+    /// The first bin that may hold stops.
+    first_bin: usize,
+    /// Stops after the last head.
+    overflow: Vec<Cursor>,
 }
 
-impl RadixQueue {
-    const BUCKETS: usize = 129;
+impl Agenda {
+    fn new(heads: Vec<Cursor>) -> Self {
+        let mut agenda = Self {
+            heads: Vec::new(),
+            next: 0,
+            fences: Vec::new(),
+            bins: Vec::new(),
+            first_bin: 0,
+            overflow: Vec::new(),
+        };
+        agenda.start_round(heads);
+        agenda
+    }
 
-    fn new() -> Self {
-        Self {
-            last: 0,
-            buckets: (0..Self::BUCKETS).map(|_| Vec::new()).collect(),
-            mins: vec![u128::MAX; Self::BUCKETS],
-            occupied: [0; 3],
-            len: 0,
+    /// Makes `heads` (sorted) the turns to take, with no stops filed.
+    fn start_round(&mut self, heads: Vec<Cursor>) {
+        self.fences = heads
+            .chunks(BIN)
+            .map(|bin| bin[bin.len() - 1].key)
+            .collect();
+        self.bins = vec![Vec::new(); self.fences.len()];
+        self.first_bin = 0;
+        self.next = 0;
+        self.heads = heads;
+    }
+
+    /// The bin of a stop at `key`: the first whose fence is not below it (`fences.len()`:
+    /// after the last head). A branch-free binary search: the branches of a plain one are
+    /// unpredictable and cost most of the time.
+    #[inline]
+    fn bin_of(fences: &[u128], key: u128) -> usize {
+        let mut base = 0usize;
+        let mut len = fences.len();
+        while len > 1 {
+            let half = len / 2;
+            base = if fences[base + half - 1] < key {
+                base + half
+            } else {
+                base
+            };
+            len -= half;
         }
+        base + usize::from(len == 1 && fences[base] < key)
     }
 
+    /// Files a stop to come.
+    fn file(&mut self, cursor: Cursor) {
+        self.file_in(Self::bin_of(&self.fences, cursor.key), cursor);
+    }
+
+    /// Files a stop to come into its bin (see [`Agenda::bin_of`]).
     #[inline]
-    fn bucket(&self, key: u128) -> usize {
-        (128 - (key ^ self.last).leading_zeros()) as usize
-    }
-
-    #[inline]
-    fn put(&mut self, b: usize, cursor: Cursor) {
-        self.buckets[b].push(cursor);
-        self.mins[b] = self.mins[b].min(cursor.key);
-        self.occupied[b / 64] |= 1 << (b % 64);
-    }
-
-    fn push(&mut self, cursor: Cursor) {
-        debug_assert!(
-            cursor.key >= self.last,
-            "a radix queue's keys never decrease"
+    fn file_in(&mut self, bin: usize, cursor: Cursor) {
+        debug_assert!(bin >= self.first_bin, "a stop filed behind the turns taken");
+        debug_assert_eq!(
+            bin,
+            self.fences.partition_point(|&fence| fence < cursor.key)
         );
-        self.put(self.bucket(cursor.key), cursor);
-        self.len += 1;
+        match self.bins.get_mut(bin) {
+            Some(stops) => stops.push(cursor),
+            None => self.overflow.push(cursor),
+        }
     }
 
-    fn lowest(&self) -> Option<usize> {
-        (0..3)
-            .find(|&w| self.occupied[w] != 0)
-            .map(|w| w * 64 + self.occupied[w].trailing_zeros() as usize)
-    }
-
-    /// The smallest key queued.
-    fn min_key(&self) -> Option<u128> {
-        self.lowest().map(|b| self.mins[b])
-    }
-
-    /// Takes the cursor with the smallest key.
-    fn pop(&mut self) -> Option<Cursor> {
-        let mut b = self.lowest()?;
-        if b > 0 {
-            // Everything in bucket `b` is below every higher bucket: re-bucket it around its
-            // smallest key, which lands alone in bucket 0.
-            self.last = self.mins[b];
-            let mut moving = std::mem::take(&mut self.buckets[b]);
-            self.mins[b] = u128::MAX;
-            self.occupied[b / 64] &= !(1 << (b % 64));
-            for &cursor in &moving {
-                self.put(self.bucket(cursor.key), cursor);
+    /// The next block: up to `size` heads (their positions in `heads`) and the last key it
+    /// covers; the stops due up to that key are moved into `stops` (unsorted). Once the heads
+    /// run out, the stops left become the next round's heads. `None`: no turns left.
+    fn next_block(
+        &mut self,
+        size: usize,
+        stops: &mut Vec<Cursor>,
+    ) -> Option<(std::ops::Range<usize>, u128)> {
+        if self.next == self.heads.len() {
+            if self.overflow.is_empty() {
+                return None;
             }
-            moving.clear();
-            self.buckets[b] = moving;
-            b = 0;
+            let mut heads = std::mem::take(&mut self.overflow);
+            heads.par_sort_unstable_by_key(|c| c.key);
+            self.start_round(heads);
         }
-        let cursor = self.buckets[b].pop();
-        if self.buckets[b].is_empty() {
-            self.mins[b] = u128::MAX;
-            self.occupied[b / 64] &= !(1 << (b % 64));
+        let end = (self.next + size).min(self.heads.len());
+        let until = self.heads[end - 1].key;
+        let last = (end - 1) / BIN;
+        for bin in &mut self.bins[self.first_bin..last] {
+            stops.append(bin);
         }
-        self.len -= usize::from(cursor.is_some());
-        cursor
+        self.bins[last].retain(|&cursor| {
+            let due = cursor.key <= until;
+            if due {
+                stops.push(cursor);
+            }
+            !due
+        });
+        self.first_bin = last;
+        let heads = self.next..end;
+        self.next = end;
+        Some((heads, until))
     }
 
-    /// Every cursor left, in no particular order.
-    fn into_vec(self) -> Vec<Cursor> {
-        self.buckets.into_iter().flatten().collect()
+    /// Every turn left, in no particular order: the heads not taken, then the stops.
+    fn into_rest(self) -> (Vec<Cursor>, usize, Vec<Cursor>) {
+        let mut stops: Vec<Cursor> = self.bins.into_iter().flatten().collect();
+        stops.extend(self.overflow);
+        (self.heads, self.next, stops)
     }
 }
 
@@ -373,13 +441,15 @@ impl<'a> Walker<'a> {
     /// cap can fill: each customer's turn sees the caps as they are, and the customer walks
     /// on, taking their own later stops up to `until` the same way. Writes the turned-down
     /// candidates' caps into `rejected_by`; returns what else was decided, the decisions added
-    /// per cap, and the stops after `until`.
+    /// per cap, and the stops after `until` with their bins among `fences` (see
+    /// [`Agenda::bin_of`]).
     fn take_turns(
         &self,
         cursors: &[Cursor],
         until: u128,
         rejected_by: &[AtomicU32],
-    ) -> (Walked, Vec<u64>, Vec<Cursor>) {
+        fences: &[u128],
+    ) -> TurnsTaken {
         let mut out = Walked::default();
         let mut used = vec![0u64; self.used.len()];
         let mut later = Vec::new();
@@ -404,7 +474,16 @@ impl<'a> Walker<'a> {
                 }
             }
         }
-        (out, used, later)
+        let bins = later
+            .iter()
+            .map(|c| Agenda::bin_of(fences, c.key) as u32)
+            .collect();
+        TurnsTaken {
+            walked: out,
+            used,
+            later,
+            bins,
+        }
     }
 
     /// Takes `cursor`'s turn with the caps as they are: accepts its candidate and returns the
@@ -486,6 +565,17 @@ impl<'a> Walker<'a> {
         }
         None
     }
+}
+
+/// What one task of a parallel block decided (see [`Walker::take_turns`]).
+struct TurnsTaken {
+    walked: Walked,
+    /// Per cap: decisions added.
+    used: Vec<u64>,
+    /// The stops after the block.
+    later: Vec<Cursor>,
+    /// Per stop in `later`: its bin in the agenda.
+    bins: Vec<u32>,
 }
 
 /// `a` and `b`, each sorted by key, merged into `into` (cleared first).
@@ -580,39 +670,20 @@ fn greedy_by(
     // shrinks where a cap is about to fill.
     // Written in place by the parallel blocks (each candidate by its own customer's task).
     let rejected_by: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(NO_CAP)).collect();
-    let mut follow_ups = RadixQueue::new();
-    let mut next_head = 0;
-    // The stops due within the block, popped in order; the block in order (one by one).
+    let mut agenda = Agenda::new(heads);
+    // The stops due within the block (unsorted); the block in order (one by one).
     let mut stops: Vec<Cursor> = Vec::new();
     let mut block: Vec<Cursor> = Vec::new();
     let mut size = 1usize;
     // Stops that fall inside the block being taken one by one.
     let mut due: BinaryHeap<Reverse<Cursor>> = BinaryHeap::new();
     while open > 0 {
-        // The block: the next `size` heads with every queued stop up to the last of them or,
-        // once every head has had its turn, the next `size` stops.
+        // The block: the next `size` heads with every stop due up to the last of them.
         stops.clear();
-        let (block_heads, until) = if next_head < heads.len() {
-            let end = (next_head + size).min(heads.len());
-            let block_heads = &heads[next_head..end];
-            next_head = end;
-            let until = block_heads[block_heads.len() - 1].key;
-            while follow_ups.min_key().is_some_and(|key| key <= until) {
-                stops.extend(follow_ups.pop());
-            }
-            (block_heads, until)
-        } else {
-            while stops.len() < size {
-                match follow_ups.pop() {
-                    Some(cursor) => stops.push(cursor),
-                    None => break,
-                }
-            }
-            match stops.last() {
-                Some(last) => (&heads[..0], last.key),
-                None => break,
-            }
+        let Some((range, until)) = agenda.next_block(size, &mut stops) else {
+            break;
         };
+        let block_heads = &agenda.heads[range];
         let room: u64 = block_heads
             .iter()
             .chain(&stops)
@@ -623,20 +694,19 @@ fn greedy_by(
             !live[c] || used >= max || used + room < max
         });
         if no_fill {
-            let parts: Vec<(Walked, Vec<u64>, Vec<Cursor>)> = block_heads
+            let fences = &agenda.fences;
+            let parts: Vec<TurnsTaken> = block_heads
                 .par_chunks(BLOCK_CHUNK)
                 .chain(stops.par_chunks(BLOCK_CHUNK))
-                .map(|chunk| walker.take_turns(chunk, until, &rejected_by))
+                .map(|chunk| walker.take_turns(chunk, until, &rejected_by, fences))
                 .collect();
-            for (part, used, later) in parts {
-                walked.accepted.extend(part.accepted);
-                walked.early.extend(part.early);
-                walked.named.extend(part.named);
-                for (total, add) in walker.used.iter_mut().zip(&used) {
+            for part in parts {
+                walks.push(part.walked);
+                for (total, add) in walker.used.iter_mut().zip(&part.used) {
                     *total += add;
                 }
-                for cursor in later {
-                    follow_ups.push(cursor);
+                for (cursor, bin) in part.later.into_iter().zip(part.bins) {
+                    agenda.file_in(bin as usize, cursor);
                 }
             }
             debug_assert!(
@@ -650,6 +720,7 @@ fn greedy_by(
             continue;
         }
         size = (size / 2).max(1);
+        stops.sort_unstable_by_key(|c| c.key);
         merge_sorted(block_heads, &stops, &mut block);
         let mut i = 0;
         loop {
@@ -681,7 +752,7 @@ fn greedy_by(
             }
             match walker.walk_on(&cursor, &mut walked) {
                 Some(next) if next.key <= until => due.push(Reverse(next)),
-                Some(next) => follow_ups.push(next),
+                Some(next) => agenda.file(next),
                 None => {}
             }
         }
@@ -708,33 +779,28 @@ fn greedy_by(
             .collect()
     };
     walks.push(walked);
+    let (heads, next_head, stops) = agenda.into_rest();
     walks.extend(finish(&heads[next_head..]));
     drop(heads);
-    walks.extend(finish(&follow_ups.into_vec()));
-    // (std collects this in place: the two have the same size and alignment.)
-    let mut rejected_by: Vec<u32> = rejected_by.into_iter().map(AtomicU32::into_inner).collect();
-    let mut accepted = vec![false; n];
-    for x in walks.iter().flat_map(|w| &w.accepted) {
-        accepted[*x as usize] = true;
-    }
-    let mut used = vec![0u64; caps.len()];
-    let mut objective = 0.0;
-    for x in (0..n).filter(|&x| accepted[x]) {
-        objective += lists.priority[x];
-        for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
-            used[c as usize] += 1;
+    walks.extend(finish(&stops));
+    // What the walks decided, written in place in parallel: each candidate is named by at
+    // most one walk.
+    let accepted: Vec<AtomicBool> = (0..n)
+        .into_par_iter()
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    walks.par_iter().for_each(|walked| {
+        for &x in &walked.accepted {
+            accepted[x as usize].store(true, Relaxed);
         }
-    }
-    // Candidates turned down outside the ordered phase: the first cap, in the caps' order,
-    // already full when their turn (their order key) came, as if they had waited for it (in
-    // the ordered phase `first_full` saw exactly that).
-    for &(x, by) in walks.iter().flat_map(|w| &w.named) {
-        rejected_by[x as usize] = by;
-    }
-    let early: Vec<(u32, u32)> = walks.into_iter().flat_map(|w| w.early).collect();
-    let named: Vec<(u32, u32)> = early
-        .par_iter()
-        .map(|&(ordinal, pos)| {
+        // Turned down outside the ordered phase, by a cap known to be full then.
+        for &(x, by) in &walked.named {
+            rejected_by[x as usize].store(by, Relaxed);
+        }
+        // Turned down early: by the first cap, in the caps' order, already full when their
+        // turn (their order key) came, as if they had waited for it (in the ordered phase
+        // `first_full` saw exactly that).
+        for &(ordinal, pos) in &walked.early {
             let x = walker.candidate(pos as usize);
             let turn = order_key(score[x], ordinal, lists.tie_of(x));
             let by = lists
@@ -744,12 +810,39 @@ fn greedy_by(
                 .filter(|&c| c != NO_CAP && live[c as usize] && filled_at[c as usize] < turn)
                 .min()
                 .unwrap_or(NO_CAP);
-            (x as u32, by)
+            rejected_by[x].store(by, Relaxed);
+        }
+    });
+    drop(walks);
+    // (std collects these in place: each pair has the same size and alignment.)
+    let accepted: Vec<bool> = accepted.into_iter().map(AtomicBool::into_inner).collect();
+    let rejected_by: Vec<u32> = rejected_by.into_iter().map(AtomicU32::into_inner).collect();
+    // Per fixed chunk of candidates, combined in order: the total does not depend on the
+    // number of threads.
+    let (objective, used) = accepted
+        .par_chunks(1 << 16)
+        .enumerate()
+        .map(|(chunk, flags)| {
+            let mut used = vec![0u64; caps.len()];
+            let mut objective = 0.0;
+            let first = chunk << 16;
+            for x in (first..first + flags.len()).filter(|&x| flags[x - first]) {
+                objective += lists.priority[x];
+                for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
+                    used[c as usize] += 1;
+                }
+            }
+            (objective, used)
         })
-        .collect();
-    for (x, by) in named {
-        rejected_by[x as usize] = by;
-    }
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(
+            (0.0, vec![0u64; caps.len()]),
+            |(total, mut used), (part, add)| {
+                used.iter_mut().zip(&add).for_each(|(u, a)| *u += a);
+                (total + part, used)
+            },
+        );
     Allocated {
         accepted,
         rejected_by,
@@ -1328,7 +1421,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The greedy (cursors, radix queue, walks in parallel) gives what the plain definition
+        /// The greedy (cursors, agenda, walks in parallel) gives what the plain definition
         /// gives, on lists with tied priorities, customers out of id order, and caps of every
         /// kind, some full from the start, some that can never fill.
         #[test]
@@ -1375,44 +1468,87 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The radix queue pops what a sorted list would, when each push is above the last
-        /// key popped (as the greedy's follow-ups are): each step pops, then pushes keys
-        /// above it, some far above (high bits), some just above (low bits).
+        /// The agenda hands out the turns a sorted list would, when each stop filed is above
+        /// the last turn handed out (as the greedy's follow-ups are): each block, the next
+        /// heads and exactly the stops up to its last key; once the heads run out, the stops
+        /// left as the next heads. Stops land just above the block (low bits) or far above.
         #[test]
-        fn the_radix_queue_pops_in_key_order(
-            seeds in proptest::collection::vec(0u128..u128::MAX / 2, 1..40),
+        fn the_agenda_hands_out_turns_in_key_order(
+            heads in proptest::collection::btree_set(0u128..u128::MAX / 2, 0..3000),
             steps in proptest::collection::vec(
-                proptest::collection::vec((0u32..128, 1u64..1000), 0..4),
-                0..200,
+                (1usize..700, proptest::collection::vec((0u32..128, 1u64..1000), 0..40)),
+                0..60,
             ),
         ) {
-            let mut queue = RadixQueue::new();
-            let mut model: Vec<u128> = Vec::new();
-            for &key in &seeds {
-                if !model.contains(&key) {
-                    queue.push(cursor(key));
-                    model.push(key);
+            let mut model_heads: Vec<u128> = heads.iter().copied().collect();
+            let mut model_stops: Vec<u128> = Vec::new();
+            let mut taken = 0;
+            let mut agenda = Agenda::new(model_heads.iter().map(|&k| cursor(k)).collect());
+            let mut stops = Vec::new();
+            for (size, pushes) in &steps {
+                if taken == model_heads.len() {
+                    model_stops.sort_unstable();
+                    model_heads = std::mem::take(&mut model_stops);
+                    taken = 0;
                 }
-            }
-            for pushes in &steps {
-                model.sort_unstable_by(|a, b| b.cmp(a));
-                proptest::prop_assert_eq!(queue.min_key(), model.last().copied());
-                let Some(expected) = model.pop() else { break };
-                let popped = queue.pop().map(|c| c.key);
-                proptest::prop_assert_eq!(popped, Some(expected));
+                stops.clear();
+                let block = agenda.next_block(*size, &mut stops);
+                if model_heads.is_empty() {
+                    proptest::prop_assert!(block.is_none());
+                    break;
+                }
+                let Some((range, until)) = block else {
+                    proptest::prop_assert!(false, "a block was due");
+                    break;
+                };
+                let end = (taken + size).min(model_heads.len());
+                let expected = &model_heads[taken..end];
+                taken = end;
+                let got: Vec<u128> = agenda.heads[range].iter().map(|c| c.key).collect();
+                proptest::prop_assert_eq!(&got[..], expected);
+                proptest::prop_assert_eq!(until, expected[expected.len() - 1]);
+                let mut due: Vec<u128> = stops.iter().map(|c| c.key).collect();
+                due.sort_unstable();
+                let mut model_due: Vec<u128> =
+                    model_stops.iter().copied().filter(|&k| k <= until).collect();
+                model_due.sort_unstable();
+                model_stops.retain(|&k| k > until);
+                proptest::prop_assert_eq!(due, model_due);
                 for &(shift, step) in pushes {
-                    let key = expected.saturating_add((step as u128) << shift);
-                    if !model.contains(&key) {
-                        queue.push(cursor(key));
-                        model.push(key);
+                    // (The shift may carry the step out of range: 0 is not a stop to come.)
+                    let key = until.saturating_add((step as u128) << shift);
+                    let fresh =
+                        !model_stops.contains(&key) && !model_heads[taken..].contains(&key);
+                    if key > until && fresh {
+                        agenda.file(cursor(key));
+                        model_stops.push(key);
                     }
                 }
-                proptest::prop_assert_eq!(queue.len, model.len());
             }
-            let mut left: Vec<u128> = queue.into_vec().iter().map(|c| c.key).collect();
+            let (rest_heads, next, rest_stops) = agenda.into_rest();
+            let mut left: Vec<u128> = rest_heads[next..]
+                .iter()
+                .chain(&rest_stops)
+                .map(|c| c.key)
+                .collect();
             left.sort_unstable();
-            model.sort_unstable();
-            proptest::prop_assert_eq!(left, model);
+            let mut model_left: Vec<u128> =
+                model_heads[taken..].iter().chain(&model_stops).copied().collect();
+            model_left.sort_unstable();
+            proptest::prop_assert_eq!(left, model_left);
+        }
+
+        /// The branch-free search finds the bin the standard one does.
+        #[test]
+        fn bins_are_found_as_by_partition_point(
+            fences in proptest::collection::btree_set(0u128..1000, 0..40),
+            key in 0u128..1001,
+        ) {
+            let fences: Vec<u128> = fences.into_iter().collect();
+            proptest::prop_assert_eq!(
+                Agenda::bin_of(&fences, key),
+                fences.partition_point(|&fence| fence < key)
+            );
         }
     }
 
