@@ -547,19 +547,21 @@ impl Engine {
         let mut priority = vec![0.0f64; total];
         let mut actions = vec![0u32; total];
         let mut starts = vec![0usize; customer_count + 1];
-        let mut customers: Vec<(u32, u32)> = vec![(0, 0); customer_count];
+        // Per customer with candidates: their position in the batches' customers, one after
+        // the other; with the ids in order, that is their ordinal.
+        let mut ordinal = vec![0u32; customer_count];
         {
             let priority = split_lengths(&mut priority, &lengths);
             let actions = split_lengths(&mut actions, &lengths);
             let starts = split_lengths(&mut starts[..customer_count], &new_customers);
-            let customers = split_lengths(&mut customers, &new_customers);
+            let ordinal = split_lengths(&mut ordinal, &new_customers);
             results
                 .par_iter_mut()
-                .enumerate()
                 .zip(priority.into_par_iter().zip(actions))
-                .zip(starts.into_par_iter().zip(customers).zip(&firsts))
+                .zip(starts.into_par_iter().zip(ordinal).zip(&firsts))
+                .zip(&offsets)
                 .for_each(
-                    |(((b, result), (priority, actions)), ((starts, customers), &first))| {
+                    |(((result, (priority, actions)), ((starts, ordinal), &first)), &offset)| {
                         priority.copy_from_slice(&std::mem::take(&mut result.priority));
                         actions.copy_from_slice(&std::mem::take(&mut result.actions));
                         let rows = &result.rows;
@@ -567,7 +569,7 @@ impl Engine {
                         for k in 0..rows.len() {
                             if k == 0 || rows[k] != rows[k - 1] {
                                 starts[j] = first + k;
-                                customers[j] = (b as u32, rows[k]);
+                                ordinal[j] = (offset + rows[k] as usize) as u32;
                                 j += 1;
                             }
                         }
@@ -577,12 +579,18 @@ impl Engine {
         starts[customer_count] = total;
         // The batches' priorities and actions, now in the flat arrays.
         crate::memory::release_freed();
-        let ordinal: Vec<u32> = if sorted {
-            customers
-                .iter()
-                .map(|&(b, row)| (offsets[b as usize] + row as usize) as u32)
-                .collect()
-        } else {
+        if !sorted {
+            // Each customer's (batch, row), to compare their ids.
+            let mut customers: Vec<(u32, u32)> = Vec::with_capacity(customer_count);
+            let mut j = 0;
+            for (b, &count) in new_customers.iter().enumerate() {
+                customers.extend(
+                    ordinal[j..j + count]
+                        .iter()
+                        .map(|&position| (b as u32, position - offsets[b] as u32)),
+                );
+                j += count;
+            }
             let mut order: Vec<u32> = (0..customers.len() as u32).collect();
             order.par_sort_unstable_by(|&x, &y| {
                 let (bx, rx) = customers[x as usize];
@@ -591,14 +599,10 @@ impl Engine {
                     .ids
                     .cmp_at(rx as usize, &results[by as usize].ids, ry as usize)
             });
-            let mut ordinal = vec![0u32; customers.len()];
             for (position, &i) in order.iter().enumerate() {
                 ordinal[i as usize] = position as u32;
             }
-            ordinal
-        };
-        // Only the ordinals were wanted of it (80 MB at 10M customers).
-        drop(customers);
+        }
         let lists = Lists {
             starts: &starts,
             ordinal: &ordinal,
