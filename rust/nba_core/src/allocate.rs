@@ -635,7 +635,12 @@ fn greedy_by(
     // Each chunk of customers writes its heads into its own stretch of one array, compacted
     // after: at millions of customers, gathering per-chunk vectors would hold them twice.
     const CHUNK: usize = 4096;
-    let mut heads = vec![Cursor::NONE; customers];
+    // Filled in parallel: the first write of fresh pages is a page fault each (50 MB on
+    // bank-2m), and `vec!` would take them all on one thread.
+    let mut heads: Vec<Cursor> = (0..customers)
+        .into_par_iter()
+        .map(|_| Cursor::NONE)
+        .collect();
     let (counts, mut walks): (Vec<usize>, Vec<Walked>) = heads
         .par_chunks_mut(CHUNK)
         .enumerate()
@@ -669,7 +674,10 @@ fn greedy_by(
     // otherwise the block's turns are taken one by one. The block grows while it can and
     // shrinks where a cap is about to fill.
     // Written in place by the parallel blocks (each candidate by its own customer's task).
-    let rejected_by: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(NO_CAP)).collect();
+    let rejected_by: Vec<AtomicU32> = (0..n)
+        .into_par_iter()
+        .map(|_| AtomicU32::new(NO_CAP))
+        .collect();
     let mut agenda = Agenda::new(heads);
     // The stops due within the block (unsorted); the block in order (one by one).
     let mut stops: Vec<Cursor> = Vec::new();
