@@ -615,12 +615,12 @@ impl Engine {
         let allocated = settle(&lists, &actions, &caps, m, self.options.allocation, funnel);
         results.par_iter_mut().zip(firsts).for_each(|(result, x)| {
             let range = x..x + result.rows.len();
-            let keep = &allocated.accepted[range.clone()];
-            result.rank = pick(&run_ranks(&result.rows), keep);
-            result.rows = pick(&result.rows, keep);
-            result.propensity = pick(&result.propensity, keep);
-            result.priority = pick(&priority[range.clone()], keep);
-            result.actions = pick(&actions[range], keep);
+            keep_accepted(
+                result,
+                &allocated.accepted[range.clone()],
+                &priority[range.clone()],
+                &actions[range],
+            );
         });
         report(&caps, &allocated, self.options.allocation)
     }
@@ -649,31 +649,38 @@ fn split_lengths<'a, T>(mut slice: &'a mut [T], lengths: &[usize]) -> Vec<&'a mu
     pieces
 }
 
-/// The 1-based rank of each candidate of ranked runs (`rows`: each candidate's customer, a
-/// customer's candidates adjacent and in rank order).
-fn run_ranks(rows: &[u32]) -> Vec<i32> {
+/// Keeps one batch's accepted candidates (`keep`), in one pass: their rows, propensities,
+/// priorities and actions (the last two from the flat arrays, which hold them meanwhile), and
+/// their ranks, the 1-based positions in their customer's ranked run (a customer's candidates
+/// are adjacent and in rank order).
+fn keep_accepted(result: &mut BatchDecisions, keep: &[bool], priority: &[f64], actions: &[u32]) {
+    let count = keep.iter().filter(|&&k| k).count();
+    let mut kept_rows = Vec::with_capacity(count);
+    let mut kept_rank = Vec::with_capacity(count);
+    let mut kept_propensity = Vec::with_capacity(count);
+    let mut kept_priority = Vec::with_capacity(count);
+    let mut kept_actions = Vec::with_capacity(count);
+    let rows = &result.rows;
     let mut rank = 0;
-    rows.iter()
-        .enumerate()
-        .map(|(k, &row)| {
-            rank = if k > 0 && rows[k - 1] == row {
-                rank + 1
-            } else {
-                1
-            };
-            rank
-        })
-        .collect()
-}
-
-/// The values whose flag is set.
-fn pick<T: Copy>(values: &[T], keep: &[bool]) -> Vec<T> {
-    values
-        .iter()
-        .zip(keep)
-        .filter(|(_, &k)| k)
-        .map(|(&v, _)| v)
-        .collect()
+    for k in 0..rows.len() {
+        rank = if k > 0 && rows[k - 1] == rows[k] {
+            rank + 1
+        } else {
+            1
+        };
+        if keep[k] {
+            kept_rows.push(rows[k]);
+            kept_rank.push(rank);
+            kept_propensity.push(result.propensity[k]);
+            kept_priority.push(priority[k]);
+            kept_actions.push(actions[k]);
+        }
+    }
+    result.rows = kept_rows;
+    result.rank = kept_rank;
+    result.propensity = kept_propensity;
+    result.priority = kept_priority;
+    result.actions = kept_actions;
 }
 
 /// The report of a settled allocation.
