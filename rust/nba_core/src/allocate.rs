@@ -141,6 +141,11 @@ fn ordinal_of(key: u128) -> u32 {
     (key >> 32) as u32
 }
 
+/// Adds `from` to `into`, element by element (per-cap or per-action counts of one part).
+fn add_counts(into: &mut [u64], from: &[u64]) {
+    into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
+}
+
 /// Caps that can fill: the most they could take exceeds their max.
 ///
 /// Per customer the most is `min(M, their candidates in the cap)`. Two shapes of customer are
@@ -194,8 +199,8 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
             (potential, per_kind, counts)
         })
         .reduce(zero, |(mut a, mut ka, counts), (b, kb, _)| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            ka.iter_mut().zip(&kb).for_each(|(x, y)| *x += y);
+            add_counts(&mut a, &b);
+            add_counts(&mut ka, &kb);
             (a, ka, counts)
         });
     for (slots, &n) in lists.slots.iter().zip(&per_kind) {
@@ -710,9 +715,7 @@ fn greedy_by(
                 .collect();
             for part in parts {
                 walks.push(part.walked);
-                for (total, add) in walker.used.iter_mut().zip(&part.used) {
-                    *total += add;
-                }
+                add_counts(&mut walker.used, &part.used);
                 for (cursor, bin) in part.later.into_iter().zip(part.bins) {
                     agenda.file_in(bin as usize, cursor);
                 }
@@ -847,7 +850,7 @@ fn greedy_by(
         .fold(
             (0.0, vec![0u64; caps.len()]),
             |(total, mut used), (part, add)| {
-                used.iter_mut().zip(&add).for_each(|(u, a)| *u += a);
+                add_counts(&mut used, &add);
                 (total + part, used)
             },
         );
@@ -891,7 +894,6 @@ pub(crate) fn settle(
         capped_out: vec![0; action_count],
         capped: vec![vec![0; action_count]; caps.len()],
     };
-    let add = |into: &mut [u64], from: &[u64]| into.iter_mut().zip(from).for_each(|(a, b)| *a += b);
     let counts = (0..lists.customers())
         .into_par_iter()
         .with_min_len(1 << 14)
@@ -917,17 +919,17 @@ pub(crate) fn settle(
             counts
         })
         .reduce(zero, |mut total, part| {
-            add(&mut total.selected, &part.selected);
-            add(&mut total.fallback, &part.fallback);
-            add(&mut total.capped_out, &part.capped_out);
+            add_counts(&mut total.selected, &part.selected);
+            add_counts(&mut total.fallback, &part.fallback);
+            add_counts(&mut total.capped_out, &part.capped_out);
             for (into, from) in total.capped.iter_mut().zip(&part.capped) {
-                add(into, from);
+                add_counts(into, from);
             }
             total
         });
-    add(&mut funnel.selected, &counts.selected);
-    add(&mut funnel.fallback, &counts.fallback);
-    add(&mut funnel.capped_out, &counts.capped_out);
+    add_counts(&mut funnel.selected, &counts.selected);
+    add_counts(&mut funnel.fallback, &counts.fallback);
+    add_counts(&mut funnel.capped_out, &counts.capped_out);
     funnel.capped = counts.capped;
     allocated
 }
