@@ -440,6 +440,7 @@ proptest! {
     fn like_agrees_with_a_naive_matcher(
         strings in proptest::collection::vec(proptest::option::weighted(0.9, "[ab%_\\\\é\n']{0,6}"), 1..20),
         pattern in "[ab%_\\\\é\n']{0,5}",
+        fill in proptest::option::weighted(0.3, "[ab%_\\\\é\n']{0,3}"),
         string_type in 0usize..4,
         negated in any::<bool>(),
     ) {
@@ -451,9 +452,17 @@ proptest! {
         };
         let data_type = column.data_type().clone();
         let batch = RecordBatch::try_from_iter(vec![("s", column)]).unwrap();
-        let sql = format!("s {}LIKE '{}'", not(negated), pattern.replace('\'', "''"));
+        // `COALESCE(s, fill)` in place of `s` when there is a fill.
+        let (x, values): (String, Vec<Option<String>>) = match &fill {
+            Some(f) => (
+                format!("COALESCE(s, '{}')", f.replace('\'', "''")),
+                strings.iter().map(|s| Some(s.clone().unwrap_or_else(|| f.clone()))).collect(),
+            ),
+            None => ("s".to_owned(), strings.clone()),
+        };
+        let sql = format!("{x} {}LIKE '{}'", not(negated), pattern.replace('\'', "''"));
         let pattern: Vec<char> = pattern.chars().collect();
-        let expected: Vec<Option<bool>> = strings
+        let expected: Vec<Option<bool>> = values
             .iter()
             .map(|s| s.as_ref().map(|s| like(&s.chars().collect::<Vec<_>>(), &pattern) != negated))
             .collect();

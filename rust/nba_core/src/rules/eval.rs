@@ -11,7 +11,7 @@ use arrow_arith::numeric::{add, div, mul, neg, sub};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, Datum};
-use arrow_buffer::BooleanBuffer;
+use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_ord::cmp;
 use arrow_schema::ArrowError;
 use arrow_select::zip::zip;
@@ -49,6 +49,17 @@ impl Value {
     fn is_scalar(&self) -> bool {
         matches!(self, Value::Scalar(_))
     }
+}
+
+/// A node's value, with `COALESCE(head…, fill)` possibly kept in its two parts
+/// ([`Evaluator::eval_split`]).
+enum Split {
+    Whole(Value),
+    /// `head` has NULLs; `fill` is a one-row constant that is not NULL.
+    Filled {
+        head: ArrayRef,
+        fill: ArrayRef,
+    },
 }
 
 impl Datum for Value {
@@ -145,12 +156,13 @@ impl Evaluator<'_> {
                 Value::new(result.map_err(|e| self.arith_error(e, text))?, scalar)
             }
             Node::Compare(op, left, right) => {
-                let l = self.eval(left)?;
+                let l = self.eval_split(left)?;
                 let r = self.eval(right)?;
-                match (op, string_equality(&l, &r)) {
-                    (CmpOp::Eq, Some(equal)) => Value::Array(Arc::new(equal)),
-                    (CmpOp::NotEq, Some(equal)) => Value::Array(Arc::new(not(&equal)?)),
-                    _ => compare(*op, &l, &r)?,
+                match l {
+                    Split::Filled { .. } if r.is_scalar() => {
+                        self.map_split(l, |x| compare_values(*op, x, &r))?
+                    }
+                    l => compare_values(*op, &self.join(l)?, &r)?,
                 }
             }
             Node::InList {
@@ -208,14 +220,16 @@ impl Evaluator<'_> {
                 pattern,
                 negated,
             } => {
-                let value = self.eval(operand)?;
+                let value = self.eval_split(operand)?;
                 let pattern = Value::Scalar(Arc::clone(pattern));
-                let result = if *negated {
-                    nlike(&value, &pattern)?
-                } else {
-                    like(&value, &pattern)?
-                };
-                Value::new(Arc::new(result), value.is_scalar())
+                self.map_split(value, |value| {
+                    let result = if *negated {
+                        nlike(value, &pattern)?
+                    } else {
+                        like(value, &pattern)?
+                    };
+                    Ok(Value::new(Arc::new(result), value.is_scalar()))
+                })?
             }
             Node::Coalesce(args) => self.coalesce(args)?,
             Node::DaysSince(inner) => {
@@ -309,20 +323,80 @@ impl Evaluator<'_> {
         // an error whatever the data (docs/semantics.md: nothing short-circuits).
         for arg in rest {
             let next = self.eval(arg)?;
-            acc = match &acc {
-                // A scalar: NULL for every row (take the next argument) or for none (keep it).
-                Value::Scalar(array) if array.logical_null_count() > 0 => next,
-                Value::Scalar(_) => acc,
-                Value::Array(array) => Value::Array(
-                    match &next {
-                        Value::Scalar(fill) => kernels::fill_nulls(array, fill.as_ref()),
-                        Value::Array(_) => None,
-                    }
-                    .map_or_else(|| zip(&is_not_null(array)?, &acc, &next), Ok)?,
-                ),
-            };
+            acc = coalesce_step(acc, next)?;
         }
         Ok(acc)
+    }
+
+    /// Evaluates `node`, keeping `COALESCE(head…, fill)` apart when `head…` is a column with
+    /// NULLs and `fill` a constant that is not NULL (`COALESCE(email, '')`): the caller applies
+    /// its row-wise function to each part ([`Evaluator::map_split`]) instead of to a copy of
+    /// the column with its NULLs filled. The arguments are evaluated as [`Self::coalesce`]
+    /// evaluates them, every one, in order.
+    fn eval_split(&mut self, node: &Node) -> Result<Split> {
+        if let Node::Coalesce(args) = node {
+            if let Some((last, head @ [_, ..])) = args.split_last() {
+                let head = self.coalesce(head)?;
+                let fill = self.eval(last)?;
+                return Ok(match (head, fill) {
+                    (Value::Array(head), Value::Scalar(fill))
+                        if head.logical_null_count() > 0 && fill.logical_null_count() == 0 =>
+                    {
+                        Split::Filled { head, fill }
+                    }
+                    (head, fill) => Split::Whole(coalesce_step(head, fill)?),
+                });
+            }
+        }
+        Ok(Split::Whole(self.eval(node)?))
+    }
+
+    /// The value itself, `COALESCE(head, fill)` made whole.
+    fn join(&self, split: Split) -> Result<Value> {
+        match split {
+            Split::Whole(value) => Ok(value),
+            Split::Filled { head, fill } => coalesce_step(Value::Array(head), Value::Scalar(fill)),
+        }
+    }
+
+    /// `f`, a row-wise function to booleans, of the value: for `COALESCE(head, fill)`, `f` of
+    /// `head` where `head` is not NULL and `f(fill)` where it is (the same, row by row,
+    /// whatever `f` gives for a NULL).
+    fn map_split(&self, split: Split, f: impl Fn(&Value) -> Result<Value>) -> Result<Value> {
+        let (head, fill) = match split {
+            Split::Whole(value) => return f(&value),
+            Split::Filled { head, fill } => (head, fill),
+        };
+        let present = head
+            .logical_nulls()
+            .map(|nulls| nulls.into_inner())
+            .unwrap_or_else(|| BooleanBuffer::new_set(head.len()));
+        let on_head = f(&Value::Array(head))?;
+        let on_fill = f(&Value::Scalar(fill))?;
+        let (Some(on_head), Some(on_fill)) = (
+            on_head
+                .array()
+                .as_boolean_opt()
+                .filter(|_| !on_head.is_scalar()),
+            on_fill.array().as_boolean_opt(),
+        ) else {
+            return Err(self.internal("a function of COALESCE is not boolean row by row"));
+        };
+        let head_valid = on_head
+            .nulls()
+            .map(|nulls| nulls.inner().clone())
+            .unwrap_or_else(|| BooleanBuffer::new_set(on_head.len()));
+        let absent = !&present;
+        let (values, valid) = if on_fill.is_null(0) {
+            (on_head.values() & &present, &head_valid & &present)
+        } else if on_fill.value(0) {
+            (on_head.values() | &absent, &head_valid | &absent)
+        } else {
+            (on_head.values() & &present, &head_valid | &absent)
+        };
+        let nulls = NullBuffer::new(valid);
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Ok(Value::Array(Arc::new(BooleanArray::new(values, nulls))))
     }
 
     fn fold(
@@ -390,6 +464,31 @@ impl Evaluator<'_> {
             other => NbaError::Arrow(other),
         }
     }
+}
+
+/// `COALESCE(acc, next)`, two evaluated arguments.
+fn coalesce_step(acc: Value, next: Value) -> Result<Value> {
+    Ok(match &acc {
+        // A scalar: NULL for every row (take the next argument) or for none (keep it).
+        Value::Scalar(array) if array.logical_null_count() > 0 => next,
+        Value::Scalar(_) => acc,
+        Value::Array(array) => Value::Array(
+            match &next {
+                Value::Scalar(fill) => kernels::fill_nulls(array, fill.as_ref()),
+                Value::Array(_) => None,
+            }
+            .map_or_else(|| zip(&is_not_null(array)?, &acc, &next), Ok)?,
+        ),
+    })
+}
+
+/// `l op r`, string equality against a constant by its own kernel.
+fn compare_values(op: CmpOp, l: &Value, r: &Value) -> Result<Value> {
+    Ok(match (op, string_equality(l, r)) {
+        (CmpOp::Eq, Some(equal)) => Value::Array(Arc::new(equal)),
+        (CmpOp::NotEq, Some(equal)) => Value::Array(Arc::new(not(&equal)?)),
+        _ => compare(op, l, r)?,
+    })
 }
 
 fn compare(op: CmpOp, l: &Value, r: &Value) -> Result<Value> {
