@@ -96,7 +96,14 @@ pub(crate) fn decide_batch(
         .for_each(|count| *count = rows as u64);
     let alive = survivors(plan, &masks, &contact, rows, &mut funnel);
     let groups = actions.div_ceil(64);
-    let capacity = rows.saturating_mul(plan.max_per_customer.min(actions));
+    // The open (customer, action) pairs bound what the loop below keeps: reserved up front,
+    // the output vectors are never copied to grow.
+    let open_pairs: usize = alive.iter().map(|bits| bits.count_ones() as usize).sum();
+    let capacity = if plan.keep_all {
+        open_pairs
+    } else {
+        open_pairs.min(rows.saturating_mul(plan.max_per_customer.min(actions)))
+    };
     let mut out = BatchDecisions {
         ids: ids.to_owned_buffers(),
         rows: Vec::with_capacity(capacity),
