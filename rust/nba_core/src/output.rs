@@ -6,6 +6,7 @@ use arrow_array::{
     Array, ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 
 use crate::candidates::BatchDecisions;
@@ -79,48 +80,52 @@ pub(crate) fn decisions_batch(
     sort: bool,
 ) -> Result<RecordBatch> {
     let schema = decisions_schema(columns.kind);
-    let ids: ArrayRef = if columns.ids.is_empty() {
-        arrow_array::new_empty_array(&columns.kind.data_type())
-    } else {
-        let refs: Vec<&dyn Array> = columns.ids.iter().map(|a| a.as_ref()).collect();
-        arrow_select::concat::concat(&refs)?
-    };
     let actions = catalog.actions();
     let strings = |values: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
     let floats = |values: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(values)) };
-    let action_index = UInt32Array::from(columns.actions);
-    let take = |array: ArrayRef| arrow_select::take::take(&array, &action_index, None);
-    let mut out: Vec<ArrayRef> = vec![
-        ids,
-        take(strings(
-            actions.iter().map(|a| Some(a.id.as_str())).collect(),
-        ))?,
-        take(strings(
-            actions.iter().map(|a| Some(a.issue.as_str())).collect(),
-        ))?,
-        take(strings(
-            actions.iter().map(|a| Some(a.group.as_str())).collect(),
-        ))?,
-        take(strings(
-            actions.iter().map(|a| Some(a.channel.as_str())).collect(),
-        ))?,
-        take(strings(
-            actions.iter().map(|a| a.treatment.as_deref()).collect(),
-        ))?,
-        Arc::new(Float64Array::from(columns.propensity)),
-        take(floats(actions.iter().map(|a| a.value).collect()))?,
-        take(floats(actions.iter().map(|a| a.context_weight).collect()))?,
-        take(floats(actions.iter().map(|a| a.lever).collect()))?,
-        Arc::new(Float64Array::from(columns.priority)),
-        Arc::new(Int32Array::from(columns.rank)),
+    // The columns that are one value per action, in schema order around the decision's own.
+    let per_action: Vec<ArrayRef> = vec![
+        strings(actions.iter().map(|a| Some(a.id.as_str())).collect()),
+        strings(actions.iter().map(|a| Some(a.issue.as_str())).collect()),
+        strings(actions.iter().map(|a| Some(a.group.as_str())).collect()),
+        strings(actions.iter().map(|a| Some(a.channel.as_str())).collect()),
+        strings(actions.iter().map(|a| a.treatment.as_deref()).collect()),
+        floats(actions.iter().map(|a| a.value).collect()),
+        floats(actions.iter().map(|a| a.context_weight).collect()),
+        floats(actions.iter().map(|a| a.lever).collect()),
     ];
+    let action_index = UInt32Array::from(columns.actions);
+    // Each column is built on its own task: one take per column, the ids' concatenation beside.
+    let (ids, taken) = rayon::join(
+        || -> Result<ArrayRef> {
+            Ok(if columns.ids.is_empty() {
+                arrow_array::new_empty_array(&columns.kind.data_type())
+            } else {
+                let refs: Vec<&dyn Array> = columns.ids.iter().map(|a| a.as_ref()).collect();
+                arrow_select::concat::concat(&refs)?
+            })
+        },
+        || {
+            per_action
+                .par_iter()
+                .map(|values| arrow_select::take::take(values, &action_index, None))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        },
+    );
+    let mut taken = taken?.into_iter();
+    let mut out: Vec<ArrayRef> = vec![ids?];
+    out.extend(taken.by_ref().take(5));
+    out.push(Arc::new(Float64Array::from(columns.propensity)));
+    out.extend(taken);
+    out.push(Arc::new(Float64Array::from(columns.priority)));
+    out.push(Arc::new(Int32Array::from(columns.rank)));
     if sort {
         let ids = IdColumn::from_array(&out[0], "decisions")?;
         let mut order: Vec<u32> = (0..ids.len() as u32).collect();
         order.par_sort_by(|&a, &b| ids.cmp_at(a as usize, &ids, b as usize));
         let order = UInt32Array::from(order);
         out = out
-            .iter()
+            .par_iter()
             .map(|column| arrow_select::take::take(column, &order, None))
             .collect::<std::result::Result<_, _>>()?;
     }
