@@ -244,6 +244,13 @@ pub(crate) fn decide_batch(
         }
     }
     out.funnel = funnel;
+    // Policies and missing propensities can leave much of the reservation unused, and the
+    // vectors live until the run ends: give the rest back (in place, without a copy).
+    out.rows.shrink_to_fit();
+    out.actions.shrink_to_fit();
+    out.propensity.shrink_to_fit();
+    out.priority.shrink_to_fit();
+    out.rank.shrink_to_fit();
     Ok(out)
 }
 
