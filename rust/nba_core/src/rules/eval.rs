@@ -62,6 +62,16 @@ enum Split {
     },
 }
 
+impl Split {
+    /// The value itself, `COALESCE(head, fill)` made whole.
+    fn join(self) -> Result<Value> {
+        match self {
+            Split::Whole(value) => Ok(value),
+            Split::Filled { head, fill } => coalesce_step(Value::Array(head), Value::Scalar(fill)),
+        }
+    }
+}
+
 impl Datum for Value {
     fn get(&self) -> (&dyn Array, bool) {
         (self.array().as_ref(), self.is_scalar())
@@ -162,7 +172,7 @@ impl Evaluator<'_> {
                     Split::Filled { .. } if r.is_scalar() => {
                         self.map_split(l, |x| compare_values(*op, x, &r))?
                     }
-                    l => compare_values(*op, &self.join(l)?, &r)?,
+                    l => compare_values(*op, &l.join()?, &r)?,
                 }
             }
             Node::InList {
@@ -351,14 +361,6 @@ impl Evaluator<'_> {
         Ok(Split::Whole(self.eval(node)?))
     }
 
-    /// The value itself, `COALESCE(head, fill)` made whole.
-    fn join(&self, split: Split) -> Result<Value> {
-        match split {
-            Split::Whole(value) => Ok(value),
-            Split::Filled { head, fill } => coalesce_step(Value::Array(head), Value::Scalar(fill)),
-        }
-    }
-
     /// `f`, a row-wise function to booleans, of the value: for `COALESCE(head, fill)`, `f` of
     /// `head` where `head` is not NULL and `f(fill)` where it is (the same, row by row,
     /// whatever `f` gives for a NULL).
@@ -382,17 +384,17 @@ impl Evaluator<'_> {
         ) else {
             return Err(self.internal("a function of COALESCE is not boolean row by row"));
         };
-        let head_valid = on_head
+        let result_valid = on_head
             .nulls()
             .map(|nulls| nulls.inner().clone())
             .unwrap_or_else(|| BooleanBuffer::new_set(on_head.len()));
         let absent = !&present;
         let (values, valid) = if on_fill.is_null(0) {
-            (on_head.values() & &present, &head_valid & &present)
+            (on_head.values() & &present, &result_valid & &present)
         } else if on_fill.value(0) {
-            (on_head.values() | &absent, &head_valid | &absent)
+            (on_head.values() | &absent, &result_valid | &absent)
         } else {
-            (on_head.values() & &present, &head_valid | &absent)
+            (on_head.values() & &present, &result_valid | &absent)
         };
         let nulls = NullBuffer::new(valid);
         let nulls = (nulls.null_count() > 0).then_some(nulls);
