@@ -880,20 +880,15 @@ pub(crate) fn settle(
         Allocation::Greedy => greedy(lists, caps, m),
         Allocation::Optimal => optimal(lists, caps, m, PriceSearch::default()),
     };
-    /// Per action: selected, fallback, capped out; per cap and action: turned down.
-    struct Counts {
-        selected: Vec<u64>,
-        fallback: Vec<u64>,
-        capped_out: Vec<u64>,
-        capped: Vec<Vec<u64>>,
-    }
+    // One table per part: rows of per-action counts (selected, fallback, capped out, then
+    // turned down per cap, then a row that takes the candidates no cap turned down). Every
+    // candidate adds to each row it may count in, 0 or 1, with no branch: whether it was
+    // accepted or turned down follows no pattern, and branches on it cost more than the adds.
     let action_count = funnel.candidates.len();
-    let zero = || Counts {
-        selected: vec![0; action_count],
-        fallback: vec![0; action_count],
-        capped_out: vec![0; action_count],
-        capped: vec![vec![0; action_count]; caps.len()],
-    };
+    let (selected, fallback, capped_out, capped) = (0, 1, 2, 3);
+    let none = capped + caps.len();
+    let rows = none + 1;
+    let zero = || vec![0u64; rows * action_count];
     let counts = (0..lists.customers())
         .into_par_iter()
         .with_min_len(1 << 14)
@@ -904,33 +899,26 @@ pub(crate) fn settle(
             for x in start..lists.starts[i + 1] {
                 let a = actions[x] as usize;
                 // A customer's candidates are in rank order: rank x − start + 1.
-                let top = x - start < m;
-                if allocated.accepted[x] {
-                    counts.selected[a] += 1;
-                    counts.fallback[a] += u64::from(!top);
-                } else if top {
-                    counts.capped_out[a] += 1;
-                }
-                let by = allocated.rejected_by[x];
-                if by != NO_CAP {
-                    counts.capped[by as usize][a] += 1;
-                }
+                let top = u64::from(x - start < m);
+                let accepted = u64::from(allocated.accepted[x]);
+                counts[selected * action_count + a] += accepted;
+                counts[fallback * action_count + a] += accepted & !top;
+                counts[capped_out * action_count + a] += !accepted & top;
+                // `NO_CAP` is above every cap: it goes to the last row.
+                let by = (allocated.rejected_by[x] as usize).min(none - capped);
+                counts[(capped + by) * action_count + a] += 1;
             }
             counts
         })
         .reduce(zero, |mut total, part| {
-            add_counts(&mut total.selected, &part.selected);
-            add_counts(&mut total.fallback, &part.fallback);
-            add_counts(&mut total.capped_out, &part.capped_out);
-            for (into, from) in total.capped.iter_mut().zip(&part.capped) {
-                add_counts(into, from);
-            }
+            add_counts(&mut total, &part);
             total
         });
-    add_counts(&mut funnel.selected, &counts.selected);
-    add_counts(&mut funnel.fallback, &counts.fallback);
-    add_counts(&mut funnel.capped_out, &counts.capped_out);
-    funnel.capped = counts.capped;
+    let row = |r: usize| &counts[r * action_count..(r + 1) * action_count];
+    add_counts(&mut funnel.selected, row(selected));
+    add_counts(&mut funnel.fallback, row(fallback));
+    add_counts(&mut funnel.capped_out, row(capped_out));
+    funnel.capped = (capped..none).map(|r| row(r).to_vec()).collect();
     allocated
 }
 
