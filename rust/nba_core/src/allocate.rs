@@ -458,6 +458,11 @@ impl<'a> Walker<'a> {
         let mut out = Walked::default();
         let mut used = vec![0u64; self.used.len()];
         let mut later = Vec::new();
+        // The first turns too: a chunk is a stretch of the turns, so the ones before it have
+        // not asked for them.
+        for ahead in cursors.iter().take(PREFETCH_AHEAD) {
+            self.prefetch_turn(ahead, rejected_by);
+        }
         for (i, &first) in cursors.iter().enumerate() {
             if let Some(ahead) = cursors.get(i + PREFETCH_AHEAD) {
                 self.prefetch_turn(ahead, rejected_by);
