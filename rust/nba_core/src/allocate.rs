@@ -907,8 +907,8 @@ pub(crate) fn settle(
                 let top = u64::from(x - start < m);
                 let accepted = u64::from(allocated.accepted[x]);
                 counts[selected * action_count + a] += accepted;
-                counts[fallback * action_count + a] += accepted & !top;
-                counts[capped_out * action_count + a] += !accepted & top;
+                counts[fallback * action_count + a] += accepted * (1 - top);
+                counts[capped_out * action_count + a] += (1 - accepted) * top;
                 // `NO_CAP` is above every cap: it goes to the last row.
                 let by = (allocated.rejected_by[x] as usize).min(none - capped);
                 counts[(capped + by) * action_count + a] += 1;
