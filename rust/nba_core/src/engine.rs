@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::funnel::FunnelCounts;
 use crate::history::Codes;
 use crate::ids::{IdColumn, IdIndex, IdKind};
-use crate::output::{decisions_batch, DecisionColumns};
+use crate::output::decisions_batch;
 use crate::policy::{validate_policies, ContactPolicy, PolicyStage};
 use crate::pool::thread_pool;
 use crate::propensity::{LongPropensities, Propensities};
@@ -465,11 +465,7 @@ impl Engine {
             watch.lap("allocate");
             Some(report)
         };
-        let mut columns = DecisionColumns::with_kind(id_kind);
-        for result in &results {
-            columns.append(result)?;
-        }
-        let decisions = decisions_batch(columns, &self.catalog, !sorted)?;
+        let decisions = decisions_batch(&results, id_kind, &self.catalog, !sorted)?;
         let ids: Vec<&str> = self
             .catalog
             .actions()
@@ -627,7 +623,7 @@ impl Engine {
 }
 
 /// Where each of consecutive pieces of the given lengths starts.
-fn prefix_starts(lengths: &[usize]) -> Vec<usize> {
+pub(crate) fn prefix_starts(lengths: &[usize]) -> Vec<usize> {
     let mut start = 0usize;
     lengths
         .iter()
@@ -639,7 +635,7 @@ fn prefix_starts(lengths: &[usize]) -> Vec<usize> {
 }
 
 /// `slice` cut into consecutive pieces of the given lengths (which sum to its length).
-fn split_lengths<'a, T>(mut slice: &'a mut [T], lengths: &[usize]) -> Vec<&'a mut [T]> {
+pub(crate) fn split_lengths<'a, T>(mut slice: &'a mut [T], lengths: &[usize]) -> Vec<&'a mut [T]> {
     let mut pieces = Vec::with_capacity(lengths.len());
     for &len in lengths {
         let (piece, rest) = slice.split_at_mut(len);
