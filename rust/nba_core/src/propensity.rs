@@ -133,6 +133,15 @@ pub(crate) fn batch_columns(
         .enumerate()
         .filter_map(|(a, values)| {
             let values = values.as_ref()?;
+            // One pass without a branch per row over every slot, nulls' too (their values are
+            // unspecified): only where it finds something is each row looked at.
+            let any_outside = values
+                .values()
+                .iter()
+                .fold(false, |any, &p| any | !(0.0..=1.0).contains(&p));
+            if !any_outside {
+                return None;
+            }
             (0..values.len())
                 .find(|&row| bad(values, row))
                 .map(|row| (row, a))
