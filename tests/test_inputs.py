@@ -463,3 +463,55 @@ def test_decide_releases_the_gil() -> None:
     quarter = (end - start) / 4
     inside = [t for t in ticks if start + quarter < t < end - quarter]
     assert inside, f"no Python ran during the middle of a {end - start:.3f}s decide"
+
+
+# --- memory ---------------------------------------------------------------------------
+
+
+def _glibc_bytes_in_use() -> int | None:
+    """Bytes glibc's malloc has handed out and not had back (arenas and mmapped chunks), or
+    None where the C library is not glibc >= 2.33."""
+    import ctypes
+    import ctypes.util
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in [
+                *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+                *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+            ]
+        ]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = Mallinfo2
+    info = mallinfo2()
+    return int(info.hblkhd + info.uordblks)
+
+
+def test_a_kept_column_does_not_keep_the_whole_decisions_table() -> None:
+    """The result's columns are freed one by one: narrowing the decisions to one column frees
+    the rest (exported as one record batch, every column lived as long as any one of them).
+    Measured with glibc's own count of the bytes it has handed out (the engine allocates with
+    the system allocator), which is exact, so the margins can be wide."""
+    if _glibc_bytes_in_use() is None:
+        pytest.skip("needs glibc's mallinfo2 to count the engine's allocations")
+    rows = 20_000
+    treatment = "t" * 1_000  # 20 MB of treatment text in the decisions
+    engine = nba_fast.Engine([push_action("a", treatment=treatment, default_propensity=0.5)])
+    customers = pa.table({"customer_id": np.arange(rows, dtype=np.int64)})
+    before = _glibc_bytes_in_use()
+    result = engine.decide(customers, now=NOW)
+    kept = result.decisions.column("priority")
+    held = _glibc_bytes_in_use()
+    assert before is not None and held is not None
+    assert held - before >= rows * len(treatment)
+    del result
+    after = _glibc_bytes_in_use()
+    assert after is not None
+    assert after - before < rows * len(treatment) // 4, "the treatment column outlived its table"
+    assert kept.to_pylist() == [0.5] * rows
