@@ -101,10 +101,9 @@ fn table(py: Python<'_>, batch: RecordBatch) -> PyResult<Py<PyAny>> {
 /// The result as a dict: `decisions`, `funnel` (pyarrow tables), `timings` (stage → seconds)
 /// and, with caps, `allocation` (a dict with the cap `usage` table).
 fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<Py<PyDict>> {
-    let table = |batch: RecordBatch| table(py, batch);
     let out = PyDict::new(py);
-    out.set_item("decisions", table(decided.decisions)?)?;
-    out.set_item("funnel", table(decided.funnel)?)?;
+    out.set_item("decisions", table(py, decided.decisions)?)?;
+    out.set_item("funnel", table(py, decided.funnel)?)?;
     let timings = PyDict::new(py);
     for (stage, seconds) in decided.timings {
         timings.set_item(stage, seconds)?;
@@ -122,7 +121,7 @@ fn to_pyarrow(py: Python<'_>, decided: Decided) -> PyResult<Py<PyDict>> {
         allocation.set_item("dual_bound", report.dual_bound)?;
         allocation.set_item("gap", report.gap)?;
         allocation.set_item("passes", report.passes)?;
-        allocation.set_item("usage", table(report.usage)?)?;
+        allocation.set_item("usage", table(py, report.usage)?)?;
         out.set_item("allocation", allocation)?;
     }
     Ok(out.unbind())
