@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from scenarios import SCENARIOS, Data, Scenario, ensure
 
@@ -28,6 +29,7 @@ with warnings.catch_warnings():  # a dev build warns at import; the suite runs o
     import nba_fast  # noqa: F401
 
 import peers
+import report
 
 SMALL = Scenario("bank-20k", 20_000, 10, 20_000)
 
@@ -86,6 +88,55 @@ def test_nba_fast_stages_count_what_was_read(small: Data) -> None:
     )
     assert stages.bytes_read > SMALL.customers * SMALL.actions * 8  # the propensities alone
     assert {"read_inputs", "engine"} <= set(stages.seconds)
+
+
+@pytest.mark.parametrize("reader", ["pyarrow", "polars"])
+def test_decode_floor_decodes_every_input_row(small: Data, reader: str) -> None:
+    if reader == "polars":
+        pytest.importorskip("polars")
+    stages = peers.Stages()
+    rows = peers.decode_floor(small, reader=reader, stages=stages)
+    expected = sum(
+        pq.ParquetFile(path).metadata.num_rows
+        for path in (small.customers, small.history, small.do_not_contact)
+    )
+    assert rows == expected
+    assert stages.bytes_read > SMALL.customers * SMALL.actions * 8  # the propensities alone
+
+
+def test_decode_floor_names_an_unknown_reader(small: Data) -> None:
+    with pytest.raises(ValueError, match="'duckdb'"):
+        peers.decode_floor(small, reader="duckdb")
+
+
+def _run(engine: str, best: float, caps: bool = False, source: str = "parquet") -> dict[str, Any]:
+    return {
+        "engine": engine, "caps": caps, "source": source, "best_s": best, "customers": 1000,
+        "customers_per_s": 1000 / best, "candidates_per_s": 10_000 / best, "decisions": 10,
+        "peak_rss_bytes": 1 << 20, "bytes_read": 8_000_000, "stages_s": {},
+    }  # fmt: skip
+
+
+def test_report_states_the_ceiling_the_decoding_leaves() -> None:
+    runs = [
+        _run("nba_fast", 1.0, caps=True), _run("duckdb", 3.0, caps=True),
+        _run("polars", 4.0, caps=True), _run("nba_fast", 0.5), _run("duckdb", 2.0),
+        _run("polars", 2.5), _run("decode-pyarrow", 0.25), _run("decode-polars", 0.125),
+    ]  # fmt: skip
+    result = {"scenario": "bank-2m", "customers": 1000, "actions": 10, "events": 10,
+              "policies": 3, "caps": 2, "runs": runs, "agreement": {}}  # fmt: skip
+    summary = report.summarise(result, bandwidth=16e9)
+    assert summary["ceilings"]["decode-pyarrow"]["duckdb"] == pytest.approx(12.0)
+    assert summary["ceilings"]["decode-polars"]["polars (no caps)"] == pytest.approx(20.0)
+    # nba_fast's 8 MB over the pyarrow decoding's 0.25 s: 32 MB/s, 500x below 16 GB/s.
+    assert summary["ceilings"]["decode-pyarrow"]["copy bandwidth over rate"] == pytest.approx(500)
+    duckdb = next(t for t in summary["targets"] if t["target"] == ">= 10x duckdb")
+    assert duckdb["measured"] == pytest.approx(3.0) and not duckdb["met"]
+    assert duckdb["ceiling decode-pyarrow"] == pytest.approx(12.0)
+    assert duckdb["ceiling decode-polars"] == pytest.approx(24.0)
+    table = report.markdown(result, summary)
+    assert "| >= 10x duckdb | 3.0x | NO | 12.0x | 24.0x |" in table
+    assert "inputs decoded (pyarrow's reader), nothing decided" in table
 
 
 # --- pytest-benchmark ----------------------------------------------------------------------

@@ -8,8 +8,9 @@ cache after the first run) to the decisions as an Arrow table in memory.
     python bench/worker.py nba_fast bank-2m --caps --repeat 3 --save /tmp/nba.parquet
     python bench/worker.py memcpy          # the machine's copy bandwidth (1 GiB numpy copy)
 
-Engines: ``nba_fast``, ``duckdb``, ``polars``, ``reference`` (on ``--sample`` customers), and
-``memcpy``.
+Engines: ``nba_fast``, ``duckdb``, ``polars``, ``reference`` (on ``--sample`` customers),
+``memcpy``, and ``decode-pyarrow`` / ``decode-polars``: the Parquet inputs decoded and nothing
+decided, the floor under every engine that reads them with that reader.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
-from peers import ENGINES, Stages, Tables, load, reference_job
-from scenarios import SCENARIOS, ensure
+from peers import ENGINES, Stages, Tables, decode_floor, load, reference_job
+from scenarios import SCENARIOS, Data, ensure
 
 GIB = 1 << 30
 
@@ -79,6 +80,8 @@ def run(
     if engine == "memcpy":
         return {"engine": "memcpy", **copy_bandwidth()}
     data = ensure(SCENARIOS[scenario])
+    if engine in DECODERS:
+        return decode(engine, data, repeat)
     if engine == "nba_fast":
         import nba_fast  # imported before the clock starts
         from nba_fast import _core
@@ -143,9 +146,50 @@ def run(
     }
 
 
+DECODERS = {"decode-pyarrow": "pyarrow", "decode-polars": "polars"}
+"""The decode-only jobs, by name: the reader each uses."""
+
+
+def decode(engine: str, data: Data, repeat: int) -> dict[str, Any]:
+    """Times `repeat` decodings of the scenario's Parquet inputs by `engine`'s reader."""
+    reader = DECODERS[engine]
+    if reader == "polars":
+        import polars  # noqa: F401  (imported before the clock starts)
+    baseline = _status("VmRSS") or _peak_rss()
+    times: list[float] = []
+    record = Stages()
+    rows = 0
+    for _ in range(repeat):
+        record = Stages()
+        start = time.perf_counter()
+        rows = decode_floor(data, reader=reader, stages=record)
+        times.append(time.perf_counter() - start)
+    customers = data.scenario.customers
+    best = min(times)
+    return {
+        "engine": engine,
+        "scenario": data.scenario.name,
+        "caps": False,
+        "source": "parquet",
+        "customers": customers,
+        "actions": data.scenario.actions,
+        "candidates": customers * data.scenario.actions,
+        "decisions": 0,
+        "rows_decoded": rows,
+        "times_s": times,
+        "best_s": best,
+        "customers_per_s": customers / best,
+        "candidates_per_s": customers * data.scenario.actions / best,
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": max(_peak_rss(), _status("VmHWM")),
+        "bytes_read": record.bytes_read,
+        "stages_s": {},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("engine", choices=[*ENGINES, "reference", "memcpy"])
+    parser.add_argument("engine", choices=[*ENGINES, "reference", "memcpy", *DECODERS])
     parser.add_argument("scenario", nargs="?", default="bank-2m", choices=sorted(SCENARIOS))
     parser.add_argument("--caps", action="store_true", help="apply the scenario's volume caps")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best counts")
