@@ -4,7 +4,10 @@ For each scenario (`scenarios.SCENARIOS`) it runs every engine in a fresh subpro
 (`worker.py`), with and without the volume caps, checks that the answers agree where the job is
 the same, and prints a markdown table: time, customers/s, candidate rows/s, peak RSS, how many
 times faster nba_fast is, nba_fast's per-stage breakdown, and the bytes it read per second
-against the machine's copy bandwidth (a 1 GiB numpy copy). Writes ``bench/results/latest.json``.
+against the machine's copy bandwidth (a 1 GiB numpy copy). From Parquet it also times decoding
+the inputs alone (``decode-pyarrow``, ``decode-polars``: nothing decided) and prints, beside
+each target, the ceiling that leaves: what an engine deciding in no time would reach. Writes
+``bench/results/latest.json``.
 
     python bench/report.py                          # bank-2m, best of 3
     python bench/report.py --scenario bank-10m --repeat 1 --engines nba_fast duckdb
