@@ -166,45 +166,54 @@ fn live_caps(lists: &Lists<'_>, caps: &CompiledCaps, m: usize) -> Vec<bool> {
     };
     let masks: Option<Vec<u64>> =
         (m == 1 && caps.len() <= 64).then(|| lists.slots.iter().map(cap_mask).collect());
-    // Per fold: the potential so far, per kind the candidates of customers with at most `M`,
-    // and one customer's (cap, count) pairs (reused).
-    type Fold = (Vec<u64>, Vec<u64>, Vec<(u32, u64)>);
-    let zero = || -> Fold { (vec![0u64; caps.len()], vec![0u64; kinds], Vec::new()) };
-    let (mut potential, per_kind, _) = (0..customers)
+    // Per chunk of customers: the potential so far and, per kind, the candidates of customers
+    // with at most `M` (in plain loops over the chunk: a fold per customer moved both vectors
+    // at every step).
+    const CHUNK: usize = 1 << 14;
+    let (mut potential, per_kind) = (0..customers.div_ceil(CHUNK))
         .into_par_iter()
-        .fold(zero, |(mut potential, mut per_kind, mut counts), i| {
-            let range = lists.starts[i]..lists.starts[i + 1];
-            if range.len() <= m {
-                for x in range {
-                    per_kind[lists.kind[x] as usize] += 1;
-                }
-            } else if let Some(masks) = &masks {
-                let mut mask = range.fold(0u64, |mask, x| mask | masks[lists.kind[x] as usize]);
-                while mask != 0 {
-                    potential[mask.trailing_zeros() as usize] += 1;
-                    mask &= mask - 1;
-                }
-            } else {
-                counts.clear();
-                for x in range {
-                    for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
-                        match counts.iter_mut().find(|(cap, _)| *cap == c) {
-                            Some((_, n)) => *n += 1,
-                            None => counts.push((c, 1)),
+        .map(|chunk| {
+            let mut potential = vec![0u64; caps.len()];
+            let mut per_kind = vec![0u64; kinds];
+            // One customer's (cap, count) pairs.
+            let mut counts: Vec<(u32, u64)> = Vec::new();
+            for i in chunk * CHUNK..customers.min((chunk + 1) * CHUNK) {
+                let range = lists.starts[i]..lists.starts[i + 1];
+                if range.len() <= m {
+                    for x in range {
+                        per_kind[lists.kind[x] as usize] += 1;
+                    }
+                } else if let Some(masks) = &masks {
+                    let mut mask = range.fold(0u64, |mask, x| mask | masks[lists.kind[x] as usize]);
+                    while mask != 0 {
+                        potential[mask.trailing_zeros() as usize] += 1;
+                        mask &= mask - 1;
+                    }
+                } else {
+                    counts.clear();
+                    for x in range {
+                        for &c in lists.slots_of(x).iter().filter(|&&c| c != NO_CAP) {
+                            match counts.iter_mut().find(|(cap, _)| *cap == c) {
+                                Some((_, n)) => *n += 1,
+                                None => counts.push((c, 1)),
+                            }
                         }
                     }
-                }
-                for &(c, n) in &counts {
-                    potential[c as usize] += n.min(m as u64);
+                    for &(c, n) in &counts {
+                        potential[c as usize] += n.min(m as u64);
+                    }
                 }
             }
-            (potential, per_kind, counts)
+            (potential, per_kind)
         })
-        .reduce(zero, |(mut a, mut ka, counts), (b, kb, _)| {
-            add_counts(&mut a, &b);
-            add_counts(&mut ka, &kb);
-            (a, ka, counts)
-        });
+        .reduce(
+            || (vec![0u64; caps.len()], vec![0u64; kinds]),
+            |(mut a, mut ka), (b, kb)| {
+                add_counts(&mut a, &b);
+                add_counts(&mut ka, &kb);
+                (a, ka)
+            },
+        );
     for (slots, &n) in lists.slots.iter().zip(&per_kind) {
         for &c in slots.iter().filter(|&&c| c != NO_CAP) {
             potential[c as usize] += n;
