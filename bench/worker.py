@@ -124,17 +124,44 @@ def run(
         pq.write_table(decisions, save)
     customers = sample if engine == "reference" else data.scenario.customers
     customers = min(customers, data.scenario.customers)
+    return _figures(
+        engine,
+        data,
+        caps=caps,
+        source="parquet" if engine == "reference" else source,
+        customers=customers,
+        decisions=decisions.num_rows,
+        times=times,
+        baseline=baseline,
+        bytes_read=bytes_read,
+        stages=stages[times.index(min(times))],
+    )
+
+
+def _figures(
+    engine: str,
+    data: Data,
+    *,
+    caps: bool,
+    source: str,
+    customers: int,
+    decisions: int,
+    times: list[float],
+    baseline: int,
+    bytes_read: int,
+    stages: dict[str, float],
+) -> dict[str, Any]:
+    """One worker's figures: the timed runs, the rates of the best, and the process's RSS."""
     best = min(times)
-    fastest = times.index(best)
     return {
         "engine": engine,
-        "scenario": scenario,
+        "scenario": data.scenario.name,
         "caps": caps,
-        "source": "parquet" if engine == "reference" else source,
+        "source": source,
         "customers": customers,
         "actions": data.scenario.actions,
         "candidates": customers * data.scenario.actions,
-        "decisions": decisions.num_rows,
+        "decisions": decisions,
         "times_s": times,
         "best_s": best,
         "customers_per_s": customers / best,
@@ -142,7 +169,7 @@ def run(
         "baseline_rss_bytes": baseline,
         "peak_rss_bytes": max(_peak_rss(), _status("VmHWM")),
         "bytes_read": bytes_read,
-        "stages_s": stages[fastest],
+        "stages_s": stages,
     }
 
 
@@ -164,27 +191,19 @@ def decode(engine: str, data: Data, repeat: int) -> dict[str, Any]:
         start = time.perf_counter()
         rows = decode_floor(data, reader=reader, stages=record)
         times.append(time.perf_counter() - start)
-    customers = data.scenario.customers
-    best = min(times)
-    return {
-        "engine": engine,
-        "scenario": data.scenario.name,
-        "caps": False,
-        "source": "parquet",
-        "customers": customers,
-        "actions": data.scenario.actions,
-        "candidates": customers * data.scenario.actions,
-        "decisions": 0,
-        "rows_decoded": rows,
-        "times_s": times,
-        "best_s": best,
-        "customers_per_s": customers / best,
-        "candidates_per_s": customers * data.scenario.actions / best,
-        "baseline_rss_bytes": baseline,
-        "peak_rss_bytes": max(_peak_rss(), _status("VmHWM")),
-        "bytes_read": record.bytes_read,
-        "stages_s": {},
-    }
+    figures = _figures(
+        engine,
+        data,
+        caps=False,
+        source="parquet",
+        customers=data.scenario.customers,
+        decisions=0,
+        times=times,
+        baseline=baseline,
+        bytes_read=record.bytes_read,
+        stages={},
+    )
+    return {**figures, "rows_decoded": rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
