@@ -421,6 +421,13 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// Room left in cap `c` (`None`: it can never fill, or is full already).
+    #[inline]
+    fn room_left(&self, c: usize) -> Option<u64> {
+        let (used, max) = (self.used[c], self.max[c]);
+        (self.live[c] && used < max).then(|| max - used)
+    }
+
     #[inline]
     fn is_full(&self, c: u32) -> bool {
         c != NO_CAP && self.live[c as usize] && self.used[c as usize] >= self.max[c as usize]
@@ -731,12 +738,7 @@ fn greedy_by(
         // (the later stops of those turned down may fill one sooner: then the block is
         // taken one by one).
         for (c, left) in left.iter_mut().enumerate() {
-            let (used, max) = (walker.used[c], caps.max[c]);
-            *left = if live[c] && used < max {
-                max - used
-            } else {
-                u64::MAX
-            };
+            *left = walker.room_left(c).unwrap_or(u64::MAX);
         }
         if left.iter().any(|&l| l <= size as u64) {
             let next = &agenda.heads[agenda.next..];
@@ -752,10 +754,7 @@ fn greedy_by(
             .chain(&stops)
             .map(|c| u64::from(walker.m.saturating_sub(c.taken)))
             .sum();
-        let no_fill = (0..caps.len()).all(|c| {
-            let (used, max) = (walker.used[c], caps.max[c]);
-            !live[c] || used >= max || used + room < max
-        });
+        let no_fill = (0..caps.len()).all(|c| walker.room_left(c).is_none_or(|r| room < r));
         // Where a cap could fill, a block large enough to split is still taken in parallel,
         // on trust: if afterwards no open cap has reached its max, none filled inside it and
         // every turn saw what it would have seen one by one. Otherwise its outcome is dropped
@@ -778,10 +777,7 @@ fn greedy_by(
                 for part in parts {
                     add_counts(&mut added, &part.used);
                 }
-                (0..caps.len()).all(|c| {
-                    let (used, max) = (walker.used[c], caps.max[c]);
-                    !live[c] || used >= max || used + added[c] < max
-                })
+                (0..caps.len()).all(|c| walker.room_left(c).is_none_or(|r| added[c] < r))
             }
         });
         if let Some(parts) = parts {
