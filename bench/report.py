@@ -39,6 +39,8 @@ ENGINE_NAMES = ("nba_fast", "duckdb", "polars")
 DECODERS = ("decode-pyarrow", "decode-polars")
 """The decode-only jobs (`worker.py`): the floor under any engine reading the Parquet files
 with that reader."""
+READERS = {"decode-pyarrow": "pyarrow's", "decode-polars": "Polars'"}
+"""Whose reader each decode-only job uses, as the tables name it."""
 TARGETS = {"duckdb": 10.0, "polars": 20.0, "reference": 200.0}
 """How many times faster than each the issue asks nba_fast to be (per customer)."""
 RSS_TARGET = 2 * 1024**3
@@ -254,7 +256,7 @@ def markdown(result: dict[str, Any], summary: dict[str, Any]) -> str:
             job = f"full pipeline, first {run['customers']:,} customers"
             ratio = speedup.get("reference (per customer)")
         elif engine in DECODERS:
-            job = f"inputs decoded ({engine.removeprefix('decode-')}'s reader), nothing decided"
+            job = f"inputs decoded ({READERS[engine]} reader), nothing decided"
             ratio = None
         elif engine == "nba_fast":
             job = "full pipeline, greedy caps with fallback" if caps else "no caps"

@@ -137,6 +137,7 @@ def test_report_states_the_ceiling_the_decoding_leaves() -> None:
     table = report.markdown(result, summary)
     assert "| >= 10x duckdb | 3.0x | NO | 12.0x | 24.0x |" in table
     assert "inputs decoded (pyarrow's reader), nothing decided" in table
+    assert "inputs decoded (Polars' reader), nothing decided" in table
 
 
 # --- pytest-benchmark ----------------------------------------------------------------------
